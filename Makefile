@@ -1,0 +1,55 @@
+# stickyguard developer commands. `make test` is what CI runs (after .ci/run installs things).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TESTENV ?= .testenv
+
+.PHONY: help venv binaries testenv-up testenv-down test lint unit demo bench clean
+
+help:
+	@echo "make venv          create $(VENV) with stickyguard and its test tools"
+	@echo "make binaries      build the pinned Kubernetes + etcd (cached outside the repo)"
+	@echo "make testenv-up    start the local control plane, node agent and Prometheus ($(TESTENV)/)"
+	@echo "make testenv-down  stop them"
+	@echo "make test          lint (ruff, mypy, import contracts) + the whole test suite"
+	@echo "make demo          the demo"
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+binaries:
+	bash hack/build-binaries.sh
+
+testenv-up: venv binaries
+	$(PY) -m stickyguard.lab testenv up --dir $(TESTENV)
+
+testenv-down: venv
+	$(PY) -m stickyguard.lab testenv down --dir $(TESTENV)
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: venv
+	$(VENV)/bin/pytest -q -m "not integration"
+
+test: lint binaries
+	$(VENV)/bin/pytest -q
+
+demo: venv binaries
+	$(PY) -m stickyguard.lab testenv up --dir $(TESTENV)
+	$(PY) -m stickyguard.lab testenv status --dir $(TESTENV)
+	$(PY) -m stickyguard.lab testenv down --dir $(TESTENV)
+
+bench: venv
+	$(PY) bench/bench_analysis.py
+
+clean:
+	rm -rf $(VENV) $(TESTENV) .pytest_cache .mypy_cache .ruff_cache

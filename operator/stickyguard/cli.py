@@ -1,0 +1,40 @@
+"""The `stickyguard` command line: argument parsing and dispatch to the subcommands' modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from stickyguard import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stickyguard",
+        description="Keeps sticky sessions from concentrating failures on unlucky users.",
+    )
+    parser.add_argument("--version", action="version", version=f"stickyguard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _SUBCOMMANDS:
+        register(sub)
+    return parser
+
+
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

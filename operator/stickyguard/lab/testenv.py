@@ -1,0 +1,116 @@
+"""The whole lab environment: control plane + node agent + live Prometheus.
+
+`python -m stickyguard.lab testenv up|down|status [--dir .testenv]` is what `make testenv-up`
+and `make testenv-down` run; the pytest session fixture uses `LabEnv` directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from stickyguard.lab.binaries import Binaries, find_binaries
+from stickyguard.lab.controlplane import ControlPlane, start_control_plane
+from stickyguard.lab.procs import Supervisor, stop_recorded
+from stickyguard.lab.prom import Prometheus, start_prometheus
+
+DEFAULT_NODES = ("lab-node-0", "lab-node-1", "lab-node-2")
+
+
+@dataclass
+class LabEnv:
+    state_dir: Path
+    supervisor: Supervisor
+    binaries: Binaries
+    control_plane: ControlPlane
+    prometheus: Prometheus
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.kubeconfig
+
+    def env_lines(self) -> str:
+        return f"KUBECONFIG={self.kubeconfig}\nSTICKYGUARD_PROMETHEUS_URL={self.prometheus.url}\n"
+
+    def down(self) -> None:
+        self.supervisor.stop_all()
+
+
+def up(state_dir: Path, nodes: tuple[str, ...] = DEFAULT_NODES) -> LabEnv:
+    """Starts everything in a fresh state_dir; on any failure stops what it started."""
+    if state_dir.exists():
+        stop_recorded(state_dir)
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
+    bins = find_binaries()
+    sup = Supervisor(state_dir)
+    try:
+        cp = start_control_plane(sup, bins, state_dir)
+        sup.start(
+            "node-agent",
+            [
+                sys.executable,
+                "-m",
+                "stickyguard.lab.nodeagent",
+                f"--kubeconfig={cp.kubeconfig}",
+                f"--nodes={','.join(nodes)}",
+            ],
+        )
+        prom = start_prometheus(sup, bins, state_dir / "prometheus")
+    except BaseException:
+        sup.stop_all()
+        raise
+    env = LabEnv(state_dir, sup, bins, cp, prom)
+    (state_dir / "env").write_text(env.env_lines())
+    return env
+
+
+def down(state_dir: Path) -> list[str]:
+    stopped = stop_recorded(state_dir)
+    return stopped
+
+
+def status(state_dir: Path) -> str:
+    env_file = state_dir / "env"
+    if not env_file.exists():
+        return f"no test environment in {state_dir}"
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    report = [f"state: {state_dir}"]
+    for key, value in values.items():
+        report.append(f"{key}={value}")
+    try:
+        with urllib.request.urlopen(
+            f"{values['STICKYGUARD_PROMETHEUS_URL']}/-/ready", timeout=2
+        ) as r:
+            report.append(f"prometheus: {'ready' if r.status == 200 else r.status}")
+    except OSError as e:
+        report.append(f"prometheus: unreachable ({e})")
+    return "\n".join(report)
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stickyguard.lab testenv")
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--dir", default=".testenv", type=Path)
+    args = parser.parse_args(argv)
+    state_dir = args.dir.resolve()
+    if args.action == "up":
+        t0 = time.monotonic()
+        env = up(state_dir)
+        print(
+            f"test environment up in {time.monotonic() - t0:.1f}s "
+            f"(Kubernetes {env.binaries.k8s_version}); source {state_dir / 'env'}"
+        )
+        print(env.env_lines(), end="")
+    elif args.action == "down":
+        stopped = down(state_dir)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    else:
+        print(status(state_dir))
+    return 0
