@@ -1,6 +1,6 @@
 // Wrapper module: builds the pinned Kubernetes release from the Go module proxy.
 // k8s.io/kubernetes requires its staging modules at v0.0.0; each is replaced by the
-// matching published v0.Y.Z. Regenerate with hack/gen-k8s-wrapper.sh when the pin changes.
+// matching published v0.Y.Z. When the pin changes, update the require and every replace, then run `go mod tidy`.
 module stickyguard.dev/hack/k8s
 
 go 1.26.0
