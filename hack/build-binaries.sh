@@ -9,7 +9,9 @@ source "$here/versions.env"
 cache=${STICKYGUARD_CACHE:-$HOME/.cache/stickyguard}
 out="$cache/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 stamp="$out/.complete"
-want=$(cat "$here/versions.env" "$here/k8s/go.mod" "$here/k8s/go.sum" "$here/etcd/go.mod" "$here/etcd/go.sum" | sha256sum | cut -c1-16)
+# Comments do not change what gets built, so they do not count.
+want=$(cat "$here/versions.env" "$here/k8s/go.mod" "$here/k8s/go.sum" "$here/etcd/go.mod" \
+  "$here/etcd/go.sum" "$0" | grep -v -e "^//" -e "^#" | sha256sum | cut -c1-16)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "binaries: cached in $out"
   exit 0

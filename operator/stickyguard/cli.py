@@ -18,12 +18,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stickyguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for register in _SUBCOMMANDS:
+    for register in _subcommands():
         register(sub)
     return parser
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+def _subcommands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    from stickyguard import analyze_cmd
+
+    return [analyze_cmd.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,12 +112,13 @@ class PrometheusSpec:
     queries: Queries = field(default_factory=Queries)
 
     def templates(self) -> dict[str, str]:
-        """Signal name -> query template: the preset's total/bad unless overridden, plus the
-        optional session signals that are configured."""
+        """Signal name -> query template: the preset's total/bad (and its freshness check)
+        unless overridden, plus the optional session signals that are configured."""
         out: dict[str, str] = {}
         preset = promql.PRESETS.get(self.preset)
-        if preset:
+        if preset and not self.queries.total:
             out["total"], out["bad"] = preset.total, preset.bad
+            out["freshness"] = preset.freshness
         q = self.queries
         for name, value in (
             ("total", q.total),

@@ -76,48 +76,53 @@ def render(template: str, *, namespace: str, selector: str, window: str, pod_lab
 
 @dataclass(frozen=True)
 class Preset:
-    """Query templates for a common metrics source, with the label that names the pod."""
+    """Query templates for a common metrics source: the request counter, the matchers that pick
+    the workload's series, the matcher of bad responses, and the label that names the pod."""
 
     name: str
     pod_label: str
-    total: str
-    bad: str
+    metric: str
+    matchers: str  # fixed matchers before {selector}
+    bad_matcher: str
+
+    @property
+    def series(self) -> str:
+        inner = ",".join(m for m in (self.matchers, "{selector}") if m)
+        return f"{self.metric}{{{inner}}}"
+
+    @property
+    def total(self) -> str:
+        return f"sum by ({{pod_label}}) (rate({self.series}[{{window}}]))"
+
+    @property
+    def bad(self) -> str:
+        bad_series = self.series[:-1] + f",{self.bad_matcher}}}"
+        return f"sum by ({{pod_label}}) (rate({bad_series}[{{window}}]))"
+
+    @property
+    def freshness(self) -> str:
+        """Newest sample time per pod: a pod whose series stopped is stale, not healthy."""
+        return f"max by ({{pod_label}}) (timestamp({self.series}))"
 
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset(
-            "generic",
-            "pod",
-            'sum by ({pod_label}) (rate(http_requests_total{namespace="{namespace}",{selector}}'
-            "[{window}]))",
-            'sum by ({pod_label}) (rate(http_requests_total{namespace="{namespace}",{selector},'
-            'code=~"5.."}[{window}]))',
-        ),
+        Preset("generic", "pod", "http_requests_total", 'namespace="{namespace}"', 'code=~"5.."'),
         Preset(
             "istio",
             "pod",
-            'sum by ({pod_label}) (rate(istio_requests_total{reporter="destination",'
-            'namespace="{namespace}",{selector}}[{window}]))',
-            'sum by ({pod_label}) (rate(istio_requests_total{reporter="destination",'
-            'namespace="{namespace}",{selector},response_code=~"5.."}[{window}]))',
+            "istio_requests_total",
+            'reporter="destination",namespace="{namespace}"',
+            'response_code=~"5.."',
         ),
         Preset(
             "linkerd",
             "pod",
-            'sum by ({pod_label}) (rate(response_total{direction="inbound",'
-            'namespace="{namespace}",{selector}}[{window}]))',
-            'sum by ({pod_label}) (rate(response_total{direction="inbound",'
-            'namespace="{namespace}",{selector},classification="failure"}[{window}]))',
+            "response_total",
+            'direction="inbound",namespace="{namespace}"',
+            'classification="failure"',
         ),
-        Preset(
-            "haproxy",
-            "server",
-            "sum by ({pod_label}) (rate(haproxy_server_http_responses_total{{selector}}"
-            "[{window}]))",
-            "sum by ({pod_label}) (rate(haproxy_server_http_responses_total{{selector},"
-            'code="5xx"}[{window}]))',
-        ),
+        Preset("haproxy", "server", "haproxy_server_http_responses_total", "", 'code="5xx"'),
     )
 }
