@@ -13,9 +13,11 @@ ejects nothing once more than about 22% of hosts are bad alike).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from stickyguard.policy import Detection, Impact
 from stickyguard.stats import binomial_sf
@@ -30,6 +32,7 @@ HEALTHY, CONCENTRATED, FLEET_WIDE, INSUFFICIENT = (
 # the fleet from making a single bad event "infinitely" significant.
 _PRIOR_BAD, _PRIOR_TOTAL = 0.5, 1.0
 _MAX_PASSES = 8
+_BUILTIN_DIMENSIONS = frozenset({"node", "zone", "version", "replicaset"})
 
 
 @dataclass(frozen=True)
@@ -73,17 +76,12 @@ class PodMeta:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def dimension(self, name: str) -> str:
-        builtin = {
-            "node": self.node,
-            "zone": self.zone,
-            "version": self.version,
-            "replicaset": self.replicaset,
-        }
-        return builtin[name] if name in builtin else self.labels.get(name, "")
+        if name in _BUILTIN_DIMENSIONS:
+            return str(getattr(self, name))
+        return self.labels.get(name, "")
 
 
-@dataclass(frozen=True)
-class Track:
+class Track(NamedTuple):
     """Hysteresis state of one pod across evaluations."""
 
     fails: int = 0
@@ -91,8 +89,7 @@ class Track:
     degraded: bool = False
 
 
-@dataclass(frozen=True)
-class PodFinding:
+class PodFinding(NamedTuple):
     pod: str
     node: str
     version: str
@@ -139,8 +136,7 @@ def _ratio(bad: float, total: float) -> float:
     return bad / total if total > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class _Counts:
+class _Counts(NamedTuple):
     pod: str
     n: float
     b: float
@@ -159,56 +155,65 @@ def _judged(samples: Iterable[PodSample], min_requests: int) -> list[_Counts]:
 
 
 def find_outliers(
-    samples: Sequence[PodSample], d: Detection
+    judged: Sequence[_Counts], d: Detection
 ) -> tuple[set[str], dict[str, tuple[float, float]]]:
     """Pods failing every test in this evaluation, and each judged pod's (baseline, p-value)."""
-    judged = _judged(samples, d.min_requests)
     alpha = (1.0 - d.confidence) / max(len(judged), 1)
     total_n = sum(c.n for c in judged)
     total_b = sum(c.b for c in judged)
+    # Only pods past the absolute threshold can ever be flagged; the passes visit just those.
+    candidates = [c for c in judged if c.n > 0 and c.b >= d.absolute_threshold * c.n]
+
+    def judge(
+        c: _Counts, flagged_n: float, flagged_b: float, flagged: set[str]
+    ) -> tuple[float, float]:
+        rest_n, rest_b = total_n - flagged_n, total_b - flagged_b
+        if c.pod not in flagged:
+            rest_n, rest_b = rest_n - c.n, rest_b - c.b
+        baseline = (rest_b + _PRIOR_BAD) / (rest_n + _PRIOR_TOTAL)
+        p_value = 1.0
+        if (
+            c.n > 0
+            and c.b >= d.absolute_threshold * c.n
+            and c.b >= d.relative_threshold * baseline * c.n
+        ):
+            p_value = binomial_sf(c.b, c.n, baseline)  # the exact tail, for few pods only
+        return baseline, p_value
+
     flagged: set[str] = set()
-    evidence: dict[str, tuple[float, float]] = {}
+    flagged_n = flagged_b = 0.0
     for _ in range(_MAX_PASSES):
-        flagged_n = sum(c.n for c in judged if c.pod in flagged)
-        flagged_b = sum(c.b for c in judged if c.pod in flagged)
-        now: set[str] = set()
-        for s in judged:
-            n, b = s.n, s.b
-            rest_n, rest_b = total_n - flagged_n, total_b - flagged_b
-            if s.pod not in flagged:
-                rest_n, rest_b = rest_n - n, rest_b - b
-            baseline = (rest_b + _PRIOR_BAD) / (rest_n + _PRIOR_TOTAL)
-            ratio = _ratio(b, n)
-            p_value = 1.0
-            if ratio >= d.absolute_threshold and ratio >= d.relative_threshold * baseline:
-                # Only pods past the cheap tests pay for the exact tail.
-                p_value = binomial_sf(b, n, baseline)
-                if p_value < alpha:
-                    now.add(s.pod)
-            evidence[s.pod] = (baseline, p_value)
+        now = {c.pod for c in candidates if judge(c, flagged_n, flagged_b, flagged)[1] < alpha}
         if now == flagged:
             break
         flagged = now
+        flagged_n = sum(c.n for c in candidates if c.pod in flagged)
+        flagged_b = sum(c.b for c in candidates if c.pod in flagged)
+    evidence = {c.pod: judge(c, flagged_n, flagged_b, flagged) for c in judged}
     return flagged, evidence
 
 
-def _advance(track: Track, outlier: bool, d: Detection) -> Track:
+@functools.lru_cache(maxsize=4096)
+def _step(track: Track, outlier: bool, consecutive: int, recovery: int) -> Track:
+    # Counts are capped where they stop mattering, so steady states stay few and cacheable.
     if outlier:
-        fails = track.fails + 1
-        return Track(fails, 0, track.degraded or fails >= d.consecutive)
-    passes = track.passes + 1
-    return Track(0, passes, track.degraded and passes < d.recovery_evaluations)
+        fails = min(track.fails + 1, consecutive)
+        return Track(fails, 0, track.degraded or fails >= consecutive)
+    passes = min(track.passes + 1, recovery)
+    return Track(0, passes, track.degraded and passes < recovery)
+
+
+def _advance(track: Track, outlier: bool, d: Detection) -> Track:
+    return _step(track, outlier, d.consecutive, d.recovery_evaluations)
 
 
 def concentration(
-    samples: Sequence[PodSample],
+    judged: Sequence[_Counts],
     meta: Mapping[str, PodMeta],
     outliers: set[str],
     dimensions: Sequence[str],
-    min_requests: int,
 ) -> Concentration | None:
     """The dimension value holding the most excess bad events relative to its traffic."""
-    judged = _judged(samples, min_requests)
     ref = [c for c in judged if c.pod not in outliers]
     base = _ratio(sum(c.b for c in ref), sum(c.n for c in ref))
     excess = {c.pod: max(0.0, c.b - c.n * base) for c in judged}
@@ -217,14 +222,15 @@ def concentration(
     if total_excess <= 0 or traffic <= 0:
         return None
     best: tuple[float, Concentration] | None = None
+    none = PodMeta("")
     for dim in dimensions:
-        groups: dict[str, tuple[float, float]] = {}
-        for s in judged:
-            value = meta.get(s.pod, PodMeta(s.pod)).dimension(dim)
-            if not value:
-                continue
-            ex, tr = groups.get(value, (0.0, 0.0))
-            groups[value] = (ex + excess[s.pod], tr + s.n)
+        groups: dict[str, list[float]] = {}
+        for c in judged:
+            value = meta.get(c.pod, none).dimension(dim)
+            if value:
+                acc = groups.setdefault(value, [0.0, 0.0])
+                acc[0] += excess[c.pod]
+                acc[1] += c.n
         for value, (ex, tr) in sorted(groups.items()):
             share = ex / total_excess
             lift = share - tr / traffic  # a value every pod shares has no lift
@@ -240,8 +246,13 @@ def user_impact(samples: Sequence[PodSample], impact: Impact) -> UserImpact | No
     """Share of sessions hit and the amplification over the share of requests hit:
     measured when every pod exports session gauges, else estimated per pod as
     P(session hit) = 1 - (1 - e_p)^k for sessions of k requests pinned to pod p."""
-    by_pod = {s.pod: s for s in samples}
-    with_data = [c for c in _judged(samples, 0) if c.n > 0]
+    return _impact(_judged(samples, 0), {s.pod: s for s in samples}, impact)
+
+
+def _impact(
+    counts: Sequence[_Counts], by_pod: Mapping[str, PodSample], impact: Impact
+) -> UserImpact | None:
+    with_data = [c for c in counts if c.n > 0]
     n = sum(c.n for c in with_data)
     if n <= 0:
         return None
@@ -282,8 +293,9 @@ def analyze(
     """One evaluation. `tracks` is the hysteresis state from the previous evaluation."""
     ordered = sorted(samples, key=lambda s: s.pod)  # results never depend on input order
     tracks = tracks or {}
-    judged = _judged(ordered, detection.min_requests)
-    outliers, evidence = find_outliers(ordered, detection)
+    sane = _judged(ordered, 0)
+    judged = [c for c in sane if c.n >= detection.min_requests]
+    outliers, evidence = find_outliers(judged, detection)
     new_tracks = {
         s.pod: _advance(tracks.get(s.pod, Track()), s.pod in outliers, detection) for s in judged
     }
@@ -314,11 +326,13 @@ def analyze(
     degraded = tuple(
         s.pod for s in judged if new_tracks[s.pod].degraded and classification == CONCENTRATED
     )
+    degraded_set = set(degraded)
     pods = []
+    none = PodMeta("")
     for s in ordered:
-        m = meta.get(s.pod, PodMeta(s.pod))
+        m = meta.get(s.pod, none)
         base, p = evidence.get(s.pod, (None, None))
-        if s.pod in degraded:
+        if s.pod in degraded_set:
             status = "degraded"
         elif s.pod in outliers:
             status = "outlier"
@@ -340,12 +354,12 @@ def analyze(
                 base,
                 p,
                 s.pod in outliers,
-                s.pod in degraded,
+                s.pod in degraded_set,
                 status,
             )
         )
     conc = (
-        concentration(ordered, meta, outliers, detection.dimensions, detection.min_requests)
+        concentration(judged, meta, outliers, detection.dimensions)
         if classification == CONCENTRATED
         else None
     )
@@ -362,7 +376,7 @@ def analyze(
         fleet_bad_ratio=fleet,
         classification=classification,
         concentration=conc,
-        impact=user_impact(ordered, impact),
+        impact=_impact(sane, {s.pod: s for s in ordered}, impact),
         bad_share_of_outliers=out_share,
         tracks=new_tracks,
         reason=reason,
