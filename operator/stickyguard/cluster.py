@@ -7,7 +7,9 @@ from typing import Any
 from kubernetes import client
 
 from stickyguard.analysis import PodMeta
-from stickyguard.policy import Policy
+from stickyguard.planner import PodState
+from stickyguard.policy import SERVING, Policy
+from stickyguard.status import parse_rfc3339
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 VERSION_LABELS = ("version", "app.kubernetes.io/version")
@@ -38,14 +40,45 @@ def node_zones(core: client.CoreV1Api) -> dict[str, str]:
     }
 
 
-def selected_pods(core: client.CoreV1Api, policy: Policy) -> list[Any]:
-    """The policy's pods that exist and are not being deleted."""
+def selected_pods(core: client.CoreV1Api, policy: Policy, *, deleting: bool = False) -> list[Any]:
+    """The policy's pods (without those being deleted, unless asked)."""
     pods = core.list_namespaced_pod(
         policy.namespace, label_selector=policy.selector.to_label_selector()
     ).items
-    return [p for p in pods if not p.metadata.deletion_timestamp]
+    return [p for p in pods if deleting or not p.metadata.deletion_timestamp]
 
 
 def read_pod_meta(core: client.CoreV1Api, policy: Policy) -> dict[str, PodMeta]:
     zones = node_zones(core)
     return {p.metadata.name: pod_meta(p, zones) for p in selected_pods(core, policy)}
+
+
+DRAINED_BY = "stickyguard.dev/drained-by"
+DRAINED_AT = "stickyguard.dev/drained-at"
+DRAIN_REASON = "stickyguard.dev/drain-reason"
+UNDRAIN = "stickyguard.dev/undrain"
+
+
+def pod_state(pod: Any, policy: Policy) -> PodState:
+    """The planner's view of a V1Pod."""
+    conditions = {c.type: c.status for c in (pod.status.conditions or [])} if pod.status else {}
+    annotations = pod.metadata.annotations or {}
+    labels = pod.metadata.labels or {}
+    gates = [g.condition_type for g in pod.spec.readiness_gates or []]
+    if policy.actions.drain.method == "ReadinessGate":
+        gate = conditions.get(SERVING)
+        serving: bool | None = None if gate is None else gate == "True"
+    else:
+        serving = labels.get(SERVING) == "true"
+    return PodState(
+        name=pod.metadata.name,
+        node=pod.spec.node_name or "",
+        ready=conditions.get("Ready") == "True",
+        serving=serving,
+        has_gate=SERVING in gates,
+        drained_by=annotations.get(DRAINED_BY),
+        drained_at=parse_rfc3339(annotations.get(DRAINED_AT)),
+        drain_reason=annotations.get(DRAIN_REASON, ""),
+        undrain=UNDRAIN in annotations,
+        deleting=pod.metadata.deletion_timestamp is not None,
+    )

@@ -100,10 +100,10 @@ def start_prometheus(
     name: str = "prometheus",
     tsdb_dir: Path | None = None,
     scrape_interval: str = "1s",
-    jobs: Sequence[str] = ("lab",),
+    port: int | None = None,
 ) -> Prometheus:
-    """Starts Prometheus on a free loopback port. Each job scrapes the targets in its file_sd
-    file under work_dir/targets; honor_labels keeps the exporters' own `pod` labels."""
+    """Starts Prometheus on loopback (a free port unless given). It scrapes every target listed
+    in the file_sd files work_dir/targets/*.json; honor_labels keeps the exporters' `pod`."""
     work_dir.mkdir(parents=True, exist_ok=True)
     targets_dir = work_dir / "targets"
     targets_dir.mkdir(exist_ok=True)
@@ -111,18 +111,17 @@ def start_prometheus(
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
             {
-                "job_name": job,
+                "job_name": "lab",
                 "honor_labels": True,
                 "scrape_interval": scrape_interval,
                 "file_sd_configs": [
-                    {"files": [str(targets_dir / f"{job}.json")], "refresh_interval": "1s"}
+                    {"files": [str(targets_dir / "*.json")], "refresh_interval": "1s"}
                 ],
             }
-            for job in jobs
         ],
     }
     (work_dir / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    port = free_port()
+    port = port or free_port()
     child = sup.start(
         name,
         [

@@ -1,0 +1,285 @@
+"""The kopf operator (thin): one timer per StickyPolicy runs read -> analyze -> plan -> act ->
+status; a finalizer restores drained pods when a policy is deleted.
+
+Handlers are synchronous, so kopf runs them in its thread pool and the blocking Kubernetes and
+Prometheus clients never block kopf's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import kopf
+from kubernetes import client, config
+
+from stickyguard import status as status_mod
+from stickyguard.actuate import Actuator
+from stickyguard.analysis import Findings, PodMeta, Track, analyze
+from stickyguard.cluster import DRAINED_BY, node_zones, pod_meta, pod_state, selected_pods
+from stickyguard.leader import LeaseElector
+from stickyguard.metrics import PrometheusReader
+from stickyguard.planner import DRAIN, EVICT, RESTORE, Action, ActionRecord, plan
+from stickyguard.policy import Policy, PolicyError, parse_policy
+
+GROUP, VERSION, PLURAL = "stickyguard.dev", "v1alpha1", "stickypolicies"
+HEARTBEAT_SECONDS = 60.0  # rewrite an unchanged status at most this often
+NODE_CACHE_SECONDS = 60.0
+log = logging.getLogger("stickyguard")
+
+
+@dataclass
+class OperatorState:
+    """Process-wide state: clients, the default Prometheus URL and per-policy memory."""
+
+    api: client.ApiClient
+    prometheus_url: str | None
+    tracks: dict[tuple[str, str], dict[str, Track]] = field(default_factory=dict)
+    last_run: dict[tuple[str, str], float] = field(default_factory=dict)
+    zones: tuple[float, dict[str, str]] = (0.0, {})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    leader: LeaseElector | None = None
+
+    def acting(self) -> bool:
+        return self.leader is None or self.leader.is_leader()
+
+    def node_zones(self) -> dict[str, str]:
+        with self.lock:
+            at, zones = self.zones
+            if time.time() - at > NODE_CACHE_SECONDS:
+                zones = node_zones(client.CoreV1Api(self.api))
+                self.zones = (time.time(), zones)
+            return zones
+
+
+STATE: OperatorState | None = None
+
+
+def configure(kubeconfig: str | None, prometheus_url: str | None) -> OperatorState:
+    global STATE
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+        api = config.new_client_from_config(config_file=kubeconfig)
+    else:
+        config.load_incluster_config()
+        api = client.ApiClient()
+    STATE = OperatorState(api=api, prometheus_url=prometheus_url)
+    return STATE
+
+
+def _state() -> OperatorState:
+    if STATE is None:
+        raise RuntimeError("stickyguard.controller.configure() was not called")
+    return STATE
+
+
+@kopf.on.startup()
+def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Keep kopf's bookkeeping in our own annotations, not in the CRD's status schema.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="kopf.stickyguard.dev"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kopf.stickyguard.dev", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.scanning.disabled = True  # no need to watch CRDs/namespaces (and no RBAC for it)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per timer tick
+    settings.watching.server_timeout = 300
+
+
+@kopf.on.login()
+def _login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf connects with exactly the credentials of our own client (kubeconfig or in-cluster),
+    so both always act as the same identity."""
+    cfg = _state().api.configuration
+    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    scheme, _sep, token = (auth or "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
+def _history(status: dict[str, Any], now: float) -> list[ActionRecord]:
+    out = []
+    for r in status.get("recentActions") or []:
+        t = status_mod.parse_rfc3339(r.get("time"))
+        if t is not None and now - t < 3600:
+            out.append(ActionRecord(t, str(r.get("action")), str(r.get("pod"))))
+    return out
+
+
+def _as_body(raw: dict[str, Any]) -> kopf.Body:
+    return kopf.Body(cast(kopf.RawBody, raw))
+
+
+def _post(body: dict[str, Any], ev: status_mod.Event, namespace: str) -> None:
+    kopf.event(_as_body(body), type=ev.type, reason=ev.reason, message=ev.message)
+    if ev.pod:
+        pod_ref = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": ev.pod, "namespace": namespace},
+        }
+        kopf.event(
+            _as_body(pod_ref),
+            type=ev.type,
+            reason=ev.reason,
+            message=f"StickyPolicy {body['metadata']['name']}: {ev.message}",
+        )
+
+
+def _write_status(patch: kopf.Patch, old: dict[str, Any], new: dict[str, Any]) -> None:
+    for key in old:
+        if key not in new:
+            patch.status[key] = None  # merge patch: absent means "keep", so clear explicitly
+    for key, value in new.items():
+        patch.status[key] = value
+
+
+def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None) -> None:
+    """One evaluation of one policy (called by the timer when the policy's interval is due)."""
+    st = _state()
+    now = time.time() if now is None else now
+    old = dict(body.get("status") or {})
+    try:
+        policy = parse_policy(body)
+    except PolicyError as e:
+        invalid = {
+            "observedGeneration": body["metadata"].get("generation", 0),
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "InvalidPolicy",
+                    "message": str(e)[:32000],
+                    "observedGeneration": body["metadata"].get("generation", 0),
+                    "lastTransitionTime": status_mod.rfc3339(now),
+                }
+            ],
+        }
+        if status_mod.meaningful_conditions(old) != status_mod.meaningful_conditions(invalid):
+            _write_status(patch, {}, invalid)
+            kopf.event(
+                _as_body(body), type="Warning", reason="InvalidPolicy", message=str(e)[:1000]
+            )
+        return
+    key = (policy.namespace, policy.name)
+    core = client.CoreV1Api(st.api)
+    pods = selected_pods(core, policy, deleting=True)
+    zones = st.node_zones()
+    states = [pod_state(p, policy) for p in pods]
+    meta: dict[str, PodMeta] = {
+        p.metadata.name: pod_meta(p, zones) for p in pods if not p.metadata.deletion_timestamp
+    }
+    url = policy.prometheus.url or st.prometheus_url
+    findings: Findings | None = None
+    problem: str | None = None
+    sessions: dict[str, float | None] = {}
+    if not url:
+        problem = "no Prometheus URL: set spec.prometheus.url or the operator's --prometheus-url"
+    elif not meta:
+        problem = "the selector matches no pods"
+    else:
+        reader = PrometheusReader(url, policy.prometheus.timeout_seconds)
+        snap = reader.snapshot(policy, now, list(meta))
+        required = [p for p in snap.problems if p.split(":", 1)[0] in ("total", "bad", "freshness")]
+        if required:
+            problem = "; ".join(required)
+        elif not any(s.total is not None for s in snap.samples):
+            problem = "no selected pod has fresh series"
+        else:
+            findings = analyze(
+                snap.samples, meta, policy.detection, policy.impact, st.tracks.get(key)
+            )
+            st.tracks[key] = dict(findings.tracks)
+            sessions = {s.pod: s.active_sessions for s in snap.samples}
+    history = _history(old, now)
+    the_plan = plan(policy, states, findings, problem, history, now, sessions)
+    outcomes = [Actuator(st.api).apply(policy, a) for a in the_plan.actions]
+    failed = [f"{o.action.pod}: {o.action.kind} failed: {o.detail}" for o in outcomes if not o.done]
+    done = [o.action for o in outcomes if o.done]
+    done_plan = the_plan.__class__(tuple(done), the_plan.would, the_plan.blocked + tuple(failed))
+    for a in done:
+        if a.kind in (DRAIN, EVICT):
+            history.append(ActionRecord(now, a.kind, a.pod))
+    new = status_mod.build_status(policy, states, findings, problem, done_plan, old, now)
+    new["recentActions"] = [
+        {"time": status_mod.rfc3339(r.time), "action": r.action, "pod": r.pod} for r in history
+    ]
+    stale = now - (status_mod.parse_rfc3339(old.get("lastEvaluationTime")) or 0) > HEARTBEAT_SECONDS
+    if status_mod.meaningful(old) != status_mod.meaningful(new) or stale:
+        _write_status(patch, old, new)
+    for ev in status_mod.events(old, new, done_plan):
+        _post(body, ev, policy.namespace)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, initial_delay=0.5)
+def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    st = _state()
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    interval = float(((body.get("spec") or {}).get("detection") or {}).get("intervalSeconds") or 15)
+    now = time.time()
+    if not st.acting() or now - st.last_run.get(key, 0.0) < interval:
+        return
+    st.last_run[key] = now
+    reconcile(dict(body), patch, now)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def _deleted(body: kopf.Body, **_: Any) -> None:
+    """Never strand a drained pod: restore every pod this policy drained (kopf's finalizer
+    keeps the policy until this succeeds)."""
+    st = _state()
+    if not st.acting():
+        raise kopf.TemporaryError("not the leader; the leader restores the pods", delay=10)
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        policy = parse_policy(dict(body))
+    except PolicyError:
+        policy = None
+    core = client.CoreV1Api(st.api)
+    pods = core.list_namespaced_pod(ns).items
+    mine = [p for p in pods if (p.metadata.annotations or {}).get(DRAINED_BY) == name]
+    for p in mine:
+        target = policy or _fallback_policy(ns, name, p)
+        outcome = Actuator(st.api).apply(target, Action(RESTORE, p.metadata.name, "policy deleted"))
+        if not outcome.done and outcome.detail != "pod is gone":
+            raise kopf.TemporaryError(f"restoring {p.metadata.name}: {outcome.detail}", delay=5)
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Restored",
+            message=f"{p.metadata.name}: policy deleted",
+        )
+    st.tracks.pop((ns, name), None)
+    st.last_run.pop((ns, name), None)
+
+
+def _fallback_policy(ns: str, name: str, pod: Any) -> Policy:
+    """A policy that no longer parses still restores its pods by the method they show."""
+    from stickyguard.policy import Actions, Drain, LabelSelector
+
+    method = (
+        "ReadinessGate"
+        if any(
+            g.condition_type == "stickyguard.dev/serving" for g in pod.spec.readiness_gates or []
+        )
+        else "ServiceLabel"
+    )
+    return Policy(
+        name=name,
+        namespace=ns,
+        selector=LabelSelector({"x": "y"}),
+        actions=Actions(drain=Drain(method=method)),
+    )

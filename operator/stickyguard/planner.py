@@ -1,0 +1,209 @@
+"""The planner (pure): findings + cluster state + budgets -> the actions of one cycle.
+
+Rules, in order:
+- restore a pod this policy drained when a person asks (annotation stickyguard.dev/undrain) or
+  when it has passed `recoveryEvaluations` clean evaluations in a row;
+- evict a drained pod once its active sessions reach zero or `drainTimeoutSeconds` passed;
+- drain degraded pods (worst first) when the verdict is `concentrated`, within every budget:
+  `maxDrainedPercent` (rounded down), `minReadyPods`, `maxActionsPerHour` (drains and evictions)
+  and `cooldownSeconds` since the last drain;
+- with the ReadinessGate method, keep the serving condition True on every pod that should serve
+  (a gated pod is never Ready otherwise: this also happens in DryRun).
+Fail static: without usable metrics nothing is drained or evicted. DryRun moves drains,
+evictions and restores to `would` and does none of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from stickyguard.analysis import CONCENTRATED, Findings
+from stickyguard.policy import Policy
+
+MARK_SERVING, DRAIN, RESTORE, EVICT = "mark_serving", "drain", "restore", "evict"
+_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the cluster says about one selected pod."""
+
+    name: str
+    node: str = ""
+    ready: bool = True
+    serving: bool | None = True  # gate condition / serving label; None: gate condition missing
+    has_gate: bool = False
+    drained_by: str | None = None
+    drained_at: float | None = None
+    drain_reason: str = ""
+    undrain: bool = False
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    time: float
+    action: str
+    pod: str
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    pod: str
+    reason: str
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    would: tuple[Action, ...]
+    blocked: tuple[str, ...]
+
+
+def _drain_reason(f: Findings, pod: str) -> str:
+    for p in f.pods:
+        if p.pod == pod and p.ratio is not None and p.baseline is not None:
+            return (
+                f"{p.ratio:.2%} bad vs {p.baseline:.2%} for the rest of the fleet "
+                f"(p={p.p_value:.1g})"
+                if p.p_value is not None
+                else f"{p.ratio:.2%} bad"
+            )
+    return "degraded"
+
+
+def plan(
+    policy: Policy,
+    pods: Sequence[PodState],
+    findings: Findings | None,
+    metrics_problem: str | None,
+    history: Sequence[ActionRecord],
+    now: float,
+    sessions: Mapping[str, float | None] | None = None,
+) -> Plan:
+    """One cycle's plan. `findings` is None (and `metrics_problem` says why) when the metrics
+    snapshot could not be used."""
+    sessions = sessions or {}
+    safety, drain_spec = policy.safety, policy.actions.drain
+    live = [p for p in pods if not p.deleting]
+    mine = [p for p in live if p.drained_by == policy.name]
+    actions: list[Action] = []
+    blocked: list[str] = []
+    recent = [r for r in history if now - r.time < _HOUR and r.action in (DRAIN, EVICT)]
+    budget_left = safety.max_actions_per_hour - len(recent)
+    usable = findings is not None and metrics_problem is None
+
+    # 1. restores
+    restoring: set[str] = set()
+    tracks = findings.tracks if findings else {}
+    for p in mine:
+        if p.undrain:
+            actions.append(
+                Action(RESTORE, p.name, "requested with stickyguard.dev/undrain", p.node)
+            )
+            restoring.add(p.name)
+        elif (
+            usable
+            and p.name in tracks
+            and not tracks[p.name].degraded
+            and tracks[p.name].passes >= policy.detection.recovery_evaluations
+        ):
+            actions.append(
+                Action(
+                    RESTORE,
+                    p.name,
+                    f"healthy again for {policy.detection.recovery_evaluations} evaluations",
+                    p.node,
+                )
+            )
+            restoring.add(p.name)
+
+    # 2. evictions
+    if drain_spec.evict:
+        for p in mine:
+            if p.name in restoring:
+                continue
+            active = sessions.get(p.name)
+            drained_for = now - (p.drained_at if p.drained_at is not None else now)
+            if active is not None and active <= 0:
+                why = "its sessions have moved to other pods"
+            elif drained_for >= drain_spec.drain_timeout_seconds:
+                why = f"drained for {drained_for:.0f}s (drainTimeoutSeconds)"
+            else:
+                continue
+            if not usable:
+                blocked.append(f"{p.name}: eviction held: metrics unavailable ({metrics_problem})")
+            elif budget_left <= 0:
+                blocked.append(
+                    f"{p.name}: eviction held: maxActionsPerHour "
+                    f"{safety.max_actions_per_hour} reached"
+                )
+            else:
+                actions.append(Action(EVICT, p.name, why, p.node))
+                budget_left -= 1
+
+    # 3. drains
+    if usable and findings is not None and findings.classification == CONCENTRATED:
+        by_name = {p.name: p for p in live}
+        ratio = {f.pod: f.ratio or 0.0 for f in findings.pods}
+        candidates = sorted(
+            (n for n in findings.degraded_pods if n in by_name and by_name[n].drained_by is None),
+            key=lambda n: (-ratio.get(n, 0.0), n),
+        )
+        max_drained = math.floor(len(live) * safety.max_drained_percent / 100)
+        drained_count = len(mine) - len(restoring)
+        serving = sum(1 for p in live if p.ready and p.drained_by is None)
+        last_drain = max((r.time for r in history if r.action == DRAIN), default=-math.inf)
+        cooling = now - last_drain < safety.cooldown_seconds
+        for name in candidates:
+            if cooling:
+                blocked.append(
+                    f"{name}: not drained: cooldownSeconds "
+                    f"{safety.cooldown_seconds} since the last drain"
+                )
+            elif drained_count + 1 > max_drained:
+                blocked.append(
+                    f"{name}: not drained: maxDrainedPercent "
+                    f"{safety.max_drained_percent} allows {max_drained} of "
+                    f"{len(live)} pods drained at once"
+                )
+            elif serving - 1 < safety.min_ready_pods:
+                blocked.append(
+                    f"{name}: not drained: minReadyPods {safety.min_ready_pods} ({serving} serving)"
+                )
+            elif budget_left <= 0:
+                blocked.append(
+                    f"{name}: not drained: maxActionsPerHour {safety.max_actions_per_hour} reached"
+                )
+            else:
+                actions.append(
+                    Action(DRAIN, name, _drain_reason(findings, name), by_name[name].node)
+                )
+                drained_count += 1
+                serving -= 1 if by_name[name].ready else 0
+                budget_left -= 1
+    elif findings is not None and findings.degraded_pods and not usable:
+        blocked.append(f"no drains: metrics unavailable ({metrics_problem})")
+
+    # 4. the serving condition of gated pods
+    marks = []
+    if drain_spec.method == "ReadinessGate":
+        drained_now = {a.pod for a in actions if a.kind == DRAIN}
+        for p in live:
+            if (
+                p.has_gate
+                and p.serving is not True
+                and p.drained_by is None
+                and p.name not in drained_now
+            ):
+                marks.append(Action(MARK_SERVING, p.name, "not drained", p.node))
+            elif p.name in restoring:
+                pass  # the restore sets the condition itself
+
+    if policy.actions.dry_run:
+        return Plan(tuple(marks), tuple(actions), tuple(blocked))
+    return Plan(tuple(marks + actions), (), tuple(blocked))

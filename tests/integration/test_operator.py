@@ -1,0 +1,413 @@
+"""The operator end to end: real control plane, real Prometheus scraping a synthetic exporter,
+the operator running as its shipped ServiceAccount."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from operator_support import (
+    GVR,
+    OperatorProcess,
+    condition,
+    events,
+    get_policy,
+    install_rbac,
+    policy_body,
+    service_account_kubeconfig,
+)
+from stickyguard.lab import testenv
+from stickyguard.lab.exporter import SyntheticExporter
+from stickyguard.lab.procs import Supervisor
+from stickyguard.lab.prom import start_prometheus
+from support import gated_deployment, service, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
+SERVING = "stickyguard.dev/serving"
+
+
+@pytest.fixture(scope="module")
+def sa_kubeconfig(lab: testenv.LabEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    install_rbac(lab)
+    return service_account_kubeconfig(lab, tmp_path_factory.mktemp("sa") / "kubeconfig")
+
+
+@pytest.fixture(scope="module")
+def operator(
+    lab: testenv.LabEnv, sa_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    sup = Supervisor(tmp_path_factory.mktemp("operator"))
+    op = OperatorProcess(sup, sa_kubeconfig, lab.prometheus.url)
+    op.start()
+    yield op
+    sup.stop_all()
+
+
+@pytest.fixture(scope="module")
+def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+class Fleet:
+    """A gated Deployment + Service, with a synthetic exporter scraped by the lab Prometheus."""
+
+    def __init__(
+        self,
+        lab: testenv.LabEnv,
+        core: client.CoreV1Api,
+        apps: client.AppsV1Api,
+        ns: str,
+        replicas: int = 6,
+        default_ratio: float = 0.001,
+    ) -> None:
+        self.core, self.apps, self.ns = core, apps, ns
+        apps.create_namespaced_deployment(ns, gated_deployment("web", replicas))
+        core.create_namespaced_service(ns, service("web", {"app": "web"}))
+        self.exporter = SyntheticExporter(ns, "web", default_ratio=default_ratio)
+        self.exporter.register(lab.prometheus.targets_dir, ns)
+        self.exporter.follow(core, "app=web")
+        self.replicas = replicas
+
+    def pods(self) -> list[Any]:
+        return [
+            p
+            for p in self.core.list_namespaced_pod(self.ns, label_selector="app=web").items
+            if not p.metadata.deletion_timestamp
+        ]
+
+    def ready(self) -> list[str]:
+        return sorted(
+            p.metadata.name
+            for p in self.pods()
+            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        )
+
+    def wait_all_ready(self, timeout: float = 60) -> list[str]:
+        return wait_for(
+            lambda: len(r := self.ready()) == self.replicas and r,
+            timeout=timeout,
+            what=f"{self.replicas} pods Ready",
+        )
+
+    def close(self) -> None:
+        self.exporter.stop()
+
+
+@pytest.fixture
+def fleet(
+    lab: testenv.LabEnv, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
+) -> Iterator[Fleet]:
+    f = Fleet(lab, core, apps, namespace)
+    yield f
+    f.close()
+
+
+def create_policy(custom: client.CustomObjectsApi, body: dict[str, Any]) -> None:
+    custom.create_namespaced_custom_object(
+        GVR[0], GVR[1], body["metadata"]["namespace"], GVR[2], body
+    )
+
+
+def gate(pod: Any) -> str | None:
+    return next((c.status for c in pod.status.conditions or [] if c.type == SERVING), None)
+
+
+def test_bad_pod_is_drained_then_evicted_and_replaced(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    api_client: client.ApiClient,
+    namespace: str,
+) -> None:
+    create_policy(custom, policy_body("web", namespace))
+    pods = fleet.wait_all_ready()  # the operator marks gated pods serving
+    bad = pods[0]
+    fleet.exporter.set_ratio(bad, 0.2)
+    discovery = client.DiscoveryV1Api(api_client)
+
+    def endpoint_ready(pod: str) -> bool | None:
+        for s in discovery.list_namespaced_endpoint_slice(namespace).items:
+            for ep in s.endpoints or []:
+                if ep.target_ref and ep.target_ref.name == pod:
+                    return bool(ep.conditions.ready)
+        return None
+
+    wait_for(
+        lambda: endpoint_ready(bad) is False, timeout=60, what=f"{bad} drained\n{operator.log()}"
+    )
+    obj = get_policy(custom, namespace, "web")
+    assert [d["pod"] for d in obj["status"]["drained"]] == [bad]
+    assert " bad vs " in obj["status"]["drained"][0]["reason"]
+    assert condition(obj, "Concentrated")["status"] == "True"  # type: ignore[index]
+    assert events(core, namespace, "Drained"), "a Drained event is posted"
+    # Only the bad pod was touched.
+    assert sorted(fleet.ready()) == sorted(p for p in pods if p != bad)
+
+    wait_for(
+        lambda: bad not in {p.metadata.name for p in fleet.pods()},
+        timeout=60,
+        what=f"{bad} evicted\n{operator.log()}",
+    )
+    after = fleet.wait_all_ready()
+    assert bad not in after
+    assert len(events(core, namespace, "Evicted")) == 1
+
+
+def test_dry_run_changes_nothing_and_reports_the_plan(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+) -> None:
+    create_policy(custom, policy_body("web", namespace, actions={"mode": "DryRun"}))
+    pods = fleet.wait_all_ready()
+    fleet.exporter.set_ratio(pods[0], 0.2)
+
+    def would() -> list[dict[str, Any]]:
+        st = get_policy(custom, namespace, "web").get("status") or {}
+        return [d for d in st.get("drained") or [] if d["phase"] == "WouldDrain"]
+
+    planned = wait_for(would, timeout=60, what=f"WouldDrain in status\n{operator.log()}")
+    assert [d["pod"] for d in planned] == [pods[0]]
+    assert events(core, namespace, "WouldDrain")
+    # Nothing changed: every pod still serves, none carries a drain record.
+    assert fleet.ready() == pods
+    for p in fleet.pods():
+        assert gate(p) == "True"
+        assert "stickyguard.dev/drained-by" not in (p.metadata.annotations or {})
+    assert not events(core, namespace, "Drained")
+
+
+def test_prometheus_unreachable_fails_static_and_recovers(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    lab: testenv.LabEnv,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    sup = Supervisor(tmp_path)
+    own = start_prometheus(sup, lab.binaries, tmp_path / "prom")
+    fleet.exporter.register(own.targets_dir, namespace)
+    try:
+        create_policy(custom, policy_body("web", namespace, prometheus={"url": own.url}))
+        pods = fleet.wait_all_ready()
+        wait_for(
+            lambda: (
+                (condition(get_policy(custom, namespace, "web"), "MetricsAvailable") or {}).get(
+                    "status"
+                )
+                == "True"
+            ),
+            timeout=60,
+            what="metrics available",
+        )
+        port = int(own.url.rsplit(":", 1)[1])
+        sup.stop(own.child)
+        fleet.exporter.set_ratio(pods[0], 0.3)  # a real fault while blind: must not act
+        c = wait_for(
+            lambda: (
+                (m := condition(get_policy(custom, namespace, "web"), "MetricsAvailable"))
+                and m["status"] == "False"
+                and m
+            ),
+            timeout=30,
+            what="MetricsAvailable=False",
+        )
+        assert c["reason"] == "MetricsUnavailable"
+        assert "unreachable" in c["message"]
+        assert all(gate(p) == "True" for p in fleet.pods()), "nothing drained while blind"
+        start_prometheus(sup, lab.binaries, tmp_path / "prom", port=port)
+        wait_for(
+            lambda: (
+                (condition(get_policy(custom, namespace, "web"), "MetricsAvailable") or {}).get(
+                    "status"
+                )
+                == "True"
+            ),
+            timeout=60,
+            what="recovered",
+        )
+    finally:
+        sup.stop_all()
+
+
+def test_budget_allows_exactly_one_of_four_bad_pods(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+) -> None:
+    create_policy(
+        custom,
+        policy_body(
+            "web",
+            namespace,
+            detection={"relativeThreshold": 1.5, "fleetWideFraction": 0.9},
+            actions={"drain": {"method": "ReadinessGate", "evict": False}},
+        ),
+    )
+    pods = fleet.wait_all_ready()
+    for p in pods[:4]:
+        fleet.exporter.set_ratio(p, 0.2)
+
+    def status() -> dict[str, Any]:
+        return get_policy(custom, namespace, "web").get("status") or {}
+
+    wait_for(
+        lambda: len(status().get("drained") or []) == 1 and status().get("blocked"),
+        timeout=60,
+        what=f"one drained, the rest blocked\n{operator.log()}",
+    )
+    time.sleep(12)  # two more cycles change nothing
+    st = status()
+    assert st["pods"]["drained"] == 1
+    assert any("maxDrainedPercent 25 allows 1 of 6" in b for b in st["blocked"])
+    assert len([p for p in fleet.pods() if gate(p) == "False"]) == 1
+    assert events(core, namespace, "BudgetBlocked")
+
+
+def test_fleet_wide_degradation_drains_nothing(
+    operator: OperatorProcess,
+    lab: testenv.LabEnv,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+) -> None:
+    f = Fleet(lab, core, apps, namespace, default_ratio=0.05)
+    try:
+        create_policy(custom, policy_body("web", namespace))
+        f.wait_all_ready()
+        wait_for(
+            lambda: (
+                (get_policy(custom, namespace, "web").get("status") or {}).get("classification")
+                == "fleet_wide"
+            ),
+            timeout=60,
+            what=f"fleet_wide\n{operator.log()}",
+        )
+        st = get_policy(custom, namespace, "web")["status"]
+        assert st["drained"] == [] and st["pods"]["drained"] == 0
+        assert len(f.ready()) == 6
+    finally:
+        f.close()
+
+
+def test_pdb_blocks_eviction_without_an_error_storm(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    api_client: client.ApiClient,
+    namespace: str,
+) -> None:
+    policy_api = client.PolicyV1Api(api_client)
+    policy_api.create_namespaced_pod_disruption_budget(
+        namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"minAvailable": 6, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    )
+    create_policy(custom, policy_body("web", namespace))
+    pods = fleet.wait_all_ready()
+    bad = pods[0]
+    fleet.exporter.set_ratio(bad, 0.2)
+
+    def blocked() -> list[str]:
+        st = get_policy(custom, namespace, "web").get("status") or {}
+        return [b for b in st.get("blocked") or [] if "PodDisruptionBudget" in b]
+
+    wait_for(blocked, timeout=90, what=f"eviction refused by the PDB\n{operator.log()}")
+    time.sleep(12)  # two more cycles: still refused, still one event
+    assert bad in {p.metadata.name for p in fleet.pods()}
+    refused = [e for e in events(core, namespace) if "PodDisruptionBudget" in (e.message or "")]
+    assert len(refused) <= 1, "one event for the refusal, not one per cycle"
+    policy_api.patch_namespaced_pod_disruption_budget(
+        "web", namespace, {"spec": {"minAvailable": 5}}
+    )
+    wait_for(
+        lambda: bad not in {p.metadata.name for p in fleet.pods()},
+        timeout=60,
+        what="evicted once the PDB allows",
+    )
+
+
+def test_policy_deleted_restores_drained_pod(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+) -> None:
+    create_policy(
+        custom,
+        policy_body(
+            "web", namespace, actions={"drain": {"method": "ReadinessGate", "evict": False}}
+        ),
+    )
+    pods = fleet.wait_all_ready()
+    fleet.exporter.set_ratio(pods[0], 0.2)
+    wait_for(lambda: pods[0] not in fleet.ready(), timeout=60, what="drained")
+    custom.delete_namespaced_custom_object(GVR[0], GVR[1], namespace, GVR[2], "web")
+    wait_for(lambda: pods[0] in fleet.ready(), timeout=30, what="restored")
+    pod = next(p for p in fleet.pods() if p.metadata.name == pods[0])
+    assert "stickyguard.dev/drained-by" not in (pod.metadata.annotations or {})
+    with pytest.raises(ApiException) as info:
+        get_policy(custom, namespace, "web")
+    assert info.value.status == 404, "the finalizer was released"
+
+
+def test_operator_killed_between_drain_and_evict_carries_on(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+) -> None:
+    create_policy(
+        custom,
+        policy_body(
+            "web",
+            namespace,
+            actions={
+                "drain": {"method": "ReadinessGate", "evict": True, "drainTimeoutSeconds": 15}
+            },
+        ),
+    )
+    pods = fleet.wait_all_ready()
+    bad = pods[0]
+    fleet.exporter.set_ratio(bad, 0.2)
+    wait_for(lambda: bad not in fleet.ready(), timeout=60, what="drained")
+    operator.kill()
+    operator.start()
+    wait_for(
+        lambda: bad not in {p.metadata.name for p in fleet.pods()},
+        timeout=60,
+        what=f"evicted after restart\n{operator.log()}",
+    )
+    fleet.wait_all_ready()
+    assert len(events(core, namespace, "Evicted")) == 1
+    assert len(events(core, namespace, "Drained")) == 1, "no second drain after the restart"
+    for p in fleet.pods():
+        assert gate(p) == "True"
+
+
+def test_service_account_cannot_step_outside_its_role(sa_kubeconfig: Path) -> None:
+    sa = client.CoreV1Api(config.new_client_from_config(config_file=str(sa_kubeconfig)))
+    sa.list_namespaced_pod("default")  # inside its role
+    with pytest.raises(ApiException) as info:
+        sa.list_namespaced_secret("default")
+    assert info.value.status == 403
+    with pytest.raises(ApiException) as info:
+        sa.delete_namespaced_pod("anything", "default")
+    assert info.value.status == 403
