@@ -32,8 +32,8 @@ testenv-down: venv
 	$(PY) -m stickyguard.lab testenv down --dir $(TESTENV)
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench hack
+	$(VENV)/bin/ruff format --check operator tests bench hack
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -19,14 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from promdata import AT, requests  # noqa: E402
-
-from stickyguard.analysis import PodMeta, PodSample, analyze  # noqa: E402
-from stickyguard.lab.binaries import find_binaries  # noqa: E402
-from stickyguard.lab.procs import Supervisor  # noqa: E402
-from stickyguard.lab.prom import backfill, start_prometheus  # noqa: E402
-from stickyguard.metrics import PrometheusReader  # noqa: E402
-from stickyguard.policy import Detection, Impact, parse_policy  # noqa: E402
+from promdata import AT, requests
+from stickyguard.analysis import PodMeta, PodSample, analyze
+from stickyguard.lab.binaries import find_binaries
+from stickyguard.lab.procs import Supervisor
+from stickyguard.lab.prom import backfill, start_prometheus
+from stickyguard.metrics import PrometheusReader
+from stickyguard.policy import Detection, Impact, parse_policy
 
 
 def synthetic(n: int, seed: int = 1) -> tuple[list[PodSample], dict[str, PodMeta]]:
@@ -37,8 +36,9 @@ def synthetic(n: int, seed: int = 1) -> tuple[list[PodSample], dict[str, PodMeta
         ratio = 0.05 if i % 97 == 0 else rnd.uniform(0.0005, 0.0015)
         pod = f"pod-{i:05d}"
         samples.append(PodSample(pod, total, total * ratio))
-        meta[pod] = PodMeta(pod, node=f"node-{i % 50}", zone=f"zone-{i % 3}",
-                            version="v2" if i % 97 == 0 else "v1")
+        meta[pod] = PodMeta(
+            pod, node=f"node-{i % 50}", zone=f"zone-{i % 3}", version="v2" if i % 97 == 0 else "v1"
+        )
     return samples, meta
 
 
@@ -62,8 +62,12 @@ def count_queries(n: int) -> tuple[int, float]:
         sup = Supervisor(work)
         prom = start_prometheus(sup, bins, work / "prom", tsdb_dir=work / "tsdb")
         try:
-            policy = parse_policy({"metadata": {"name": "b", "namespace": "bench"},
-                                   "spec": {"selector": {"matchLabels": {"app": "web"}}}})
+            policy = parse_policy(
+                {
+                    "metadata": {"name": "b", "namespace": "bench"},
+                    "spec": {"selector": {"matchLabels": {"app": "web"}}},
+                }
+            )
             reader = PrometheusReader(prom.url, timeout=60)
             t0 = time.perf_counter()
             snap = reader.snapshot(policy, AT)
@@ -81,8 +85,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-prometheus", action="store_true")
     args = parser.parse_args()
-    print("| pods | analysis median (ms) | degraded found | queries / evaluation | "
-          "snapshot read (ms) |")
+    print(
+        "| pods | analysis median (ms) | degraded found | queries / evaluation | "
+        "snapshot read (ms) |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: |")
     for n in (int(x) for x in args.sizes.split(",")):
         ms, found = time_analysis(n, args.repeat)

@@ -126,7 +126,7 @@ def build_status(
                 "concentrated": "ConcentratedDegradation",
                 "fleet_wide": "FleetWideDegradation",
                 "insufficient_data": "InsufficientData",
-            }.get(classification, "Unknown"),
+            }.get(classification, "NoUsableMetrics"),
             findings.reason if findings else "no usable metrics",
             gen,
             ts,
@@ -135,7 +135,9 @@ def build_status(
         _condition(
             "Concentrated",
             None if findings is None else classification == CONCENTRATED,
-            "Concentrated" if classification == CONCENTRATED else "NotConcentrated",
+            "Concentrated"
+            if classification == CONCENTRATED
+            else ("NotConcentrated" if findings is not None else "NoUsableMetrics"),
             _concentration_message(findings),
             gen,
             ts,
@@ -199,8 +201,8 @@ def events(previous: Mapping[str, Any], status: Mapping[str, Any], plan: Plan) -
     before = {c["type"]: c for c in previous.get("conditions") or []}
     for c in status["conditions"]:
         old = before.get(c["type"])
-        if old is None and c["status"] in ("True", "Unknown") and c["type"] == "Ready":
-            continue
+        if c["status"] == "Unknown" or (old is None and c["type"] == "Ready"):
+            continue  # "we cannot tell" is said once, by MetricsAvailable
         if (
             old is None
             or old.get("status") != c["status"]

@@ -1,0 +1,259 @@
+"""The planner on plain data: the action ladder, every budget, fail static, DryRun, and
+invariants (hypothesis) over arbitrary metrics and cluster states."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planner_fixtures import NOW, findings, pods, policy
+from stickyguard.analysis import Findings, PodSample, Track, analyze
+from stickyguard.planner import (
+    DRAIN,
+    EVICT,
+    MARK_SERVING,
+    RESTORE,
+    ActionRecord,
+    Plan,
+    PodState,
+    plan,
+)
+from stickyguard.policy import Policy
+
+
+def kinds(pl: Plan) -> list[tuple[str, str]]:
+    return [(a.kind, a.pod) for a in pl.actions if a.kind != MARK_SERVING]
+
+
+def test_drains_the_degraded_pod() -> None:
+    p = policy()
+    pl = plan(p, pods(6), findings(p, [0.2] + [0.001] * 5), None, [], NOW)
+    assert kinds(pl) == [(DRAIN, "pod-00")]
+    assert "bad vs" in pl.actions[0].reason
+
+
+def test_worst_first_within_max_drained_percent() -> None:
+    p = policy(safety={"maxDrainedPercent": 25})
+    f = findings(p, [0.1, 0.3] + [0.001] * 8)
+    pl = plan(p, pods(10), f, None, [], NOW)
+    # floor(10 * 25%) = 2 may be drained at once: both go, worst first
+    assert kinds(pl) == [(DRAIN, "pod-01"), (DRAIN, "pod-00")]
+    assert pl.blocked == ()
+
+
+def test_max_drained_percent_rounds_down() -> None:
+    p = policy(
+        safety={"maxDrainedPercent": 25},
+        detection={"relativeThreshold": 1.5, "fleetWideFraction": 0.9},
+    )
+    f = findings(p, [0.2] * 4 + [0.001] * 2)
+    pl = plan(p, pods(6), f, None, [], NOW)
+    assert len(kinds(pl)) == 1
+    assert sum("maxDrainedPercent 25 allows 1 of 6" in b for b in pl.blocked) == 3
+
+
+def test_no_drain_when_budget_rounds_to_zero() -> None:
+    p = policy(safety={"maxDrainedPercent": 25})
+    pl = plan(p, pods(3), findings(p, [0.2, 0.001, 0.001]), None, [], NOW)
+    assert kinds(pl) == []
+    assert "allows 0 of 3" in pl.blocked[0]
+
+
+def test_min_ready_pods() -> None:
+    p = policy(safety={"maxDrainedPercent": 100, "minReadyPods": 3})
+    states = pods(4)
+    states[3] = dataclasses.replace(states[3], ready=False)
+    pl = plan(p, states, findings(p, [0.2, 0.001, 0.001, 0.001]), None, [], NOW)
+    assert kinds(pl) == []
+    assert "minReadyPods 3" in pl.blocked[0]
+
+
+def test_max_actions_per_hour_counts_the_last_hour_only() -> None:
+    p = policy(safety={"maxActionsPerHour": 2})
+    f = findings(p, [0.2] + [0.001] * 9)
+    recent = [ActionRecord(NOW - 100, DRAIN, "x"), ActionRecord(NOW - 200, EVICT, "x")]
+    assert kinds(plan(p, pods(10), f, None, recent, NOW)) == []
+    old = [ActionRecord(NOW - 4000, DRAIN, "x"), ActionRecord(NOW - 200, EVICT, "x")]
+    assert kinds(plan(p, pods(10), f, None, old, NOW)) == [(DRAIN, "pod-00")]
+
+
+def test_cooldown_between_drains() -> None:
+    p = policy(safety={"cooldownSeconds": 300})
+    f = findings(p, [0.2] + [0.001] * 9)
+    hist = [ActionRecord(NOW - 100, DRAIN, "other")]
+    pl = plan(p, pods(10), f, None, hist, NOW)
+    assert kinds(pl) == [] and "cooldownSeconds 300" in pl.blocked[0]
+    assert kinds(plan(p, pods(10), f, None, [ActionRecord(NOW - 301, DRAIN, "o")], NOW))
+
+
+def test_fail_static() -> None:
+    p = policy()
+    f = findings(p, [0.2] + [0.001] * 5)
+    drained = pods(6)
+    drained[1] = dataclasses.replace(drained[1], drained_by="p", drained_at=NOW - 9999)
+    pl = plan(p, drained, None, "total: Prometheus unreachable", [], NOW)
+    assert kinds(pl) == []
+    assert any("metrics unavailable" in b for b in pl.blocked)
+    pl = plan(p, drained, f, "bad: timed out", [], NOW)
+    assert kinds(pl) == []
+
+
+def test_fleet_wide_and_insufficient_data_drain_nothing() -> None:
+    p = policy()
+    assert kinds(plan(p, pods(6), findings(p, [0.05] * 6), None, [], NOW)) == []
+    thin = analyze([PodSample("pod-00", 10, 5)], {}, p.detection, p.impact)
+    assert kinds(plan(p, pods(6), thin, None, [], NOW)) == []
+
+
+def test_evict_after_timeout_or_empty_sessions() -> None:
+    p = policy(actions={"drain": {"drainTimeoutSeconds": 300}})
+    f = findings(p, [0.001] * 6)
+    s = pods(6)
+    s[0] = dataclasses.replace(s[0], drained_by="p", drained_at=NOW - 100)
+    assert kinds(plan(p, s, f, None, [], NOW)) == []
+    assert kinds(plan(p, s, f, None, [], NOW, {"pod-00": 0.0})) == [(EVICT, "pod-00")]
+    assert kinds(plan(p, s, f, None, [], NOW, {"pod-00": 4.0})) == []
+    assert kinds(plan(p, s, f, None, [], NOW + 200)) == [(EVICT, "pod-00")]
+
+
+def test_no_eviction_when_evict_is_false() -> None:
+    p = policy(actions={"drain": {"evict": False}})
+    s = pods(6)
+    s[0] = dataclasses.replace(s[0], drained_by="p", drained_at=NOW - 10_000)
+    assert kinds(plan(p, s, findings(p, [0.001] * 6), None, [], NOW)) == []
+
+
+def test_restore_on_request_and_after_recovery() -> None:
+    p = policy(actions={"drain": {"evict": False}}, detection={"recoveryEvaluations": 3})
+    s = pods(6)
+    s[0] = dataclasses.replace(s[0], drained_by="p", drained_at=NOW - 10, undrain=True)
+    assert kinds(plan(p, s, None, "down", [], NOW)) == [(RESTORE, "pod-00")]
+    s[0] = dataclasses.replace(s[0], undrain=False)
+    f = findings(p, [0.001] * 6, {"pod-00": Track(0, 1, True)})
+    assert kinds(plan(p, s, f, None, [], NOW)) == []
+    f = findings(p, [0.001] * 6, {"pod-00": Track(0, 2, True)})
+    assert kinds(plan(p, s, f, None, [], NOW)) == [(RESTORE, "pod-00")]
+
+
+def test_pods_drained_by_another_policy_are_left_alone() -> None:
+    p = policy()
+    s = pods(6)
+    s[0] = dataclasses.replace(s[0], drained_by="other", drained_at=NOW - 10_000, serving=False)
+    pl = plan(p, s, findings(p, [0.001] * 6), None, [], NOW)
+    assert pl.actions == ()
+
+
+def test_marks_gated_pods_serving_but_not_drained_ones() -> None:
+    p = policy()
+    s = pods(4, serving=None)
+    s[1] = dataclasses.replace(s[1], drained_by="p", drained_at=NOW, serving=False)
+    pl = plan(p, s, findings(p, [0.001] * 4), None, [], NOW)
+    marked = [a.pod for a in pl.actions if a.kind == MARK_SERVING]
+    assert marked == ["pod-00", "pod-02", "pod-03"]
+
+
+def test_service_label_method_marks_nothing() -> None:
+    p = policy(actions={"drain": {"method": "ServiceLabel"}})
+    assert plan(p, pods(4, serving=None), findings(p, [0.001] * 4), None, [], NOW).actions == ()
+
+
+def test_dry_run_moves_actions_to_would() -> None:
+    p = policy(actions={"mode": "DryRun"})
+    s = pods(6, serving=None)
+    pl = plan(p, s, findings(p, [0.2] + [0.001] * 5), None, [], NOW)
+    assert [(a.kind, a.pod) for a in pl.would] == [(DRAIN, "pod-00")]
+    assert all(a.kind == MARK_SERVING for a in pl.actions)
+
+
+# --- invariants ---------------------------------------------------------------------------
+def apply(states: list[PodState], pl: Plan, name: str) -> list[PodState]:
+    out = []
+    for s in states:
+        for a in pl.actions:
+            if a.pod != s.name:
+                continue
+            if a.kind == DRAIN:
+                s = dataclasses.replace(
+                    s, drained_by=name, drained_at=NOW, ready=False, serving=False
+                )
+            elif a.kind == RESTORE:
+                s = dataclasses.replace(
+                    s, drained_by=None, drained_at=None, ready=True, serving=True, undrain=False
+                )
+            elif a.kind == EVICT:
+                s = dataclasses.replace(s, deleting=True)
+            elif a.kind == MARK_SERVING:
+                s = dataclasses.replace(s, serving=True)
+        out.append(s)
+    return out
+
+
+@st.composite
+def situations(draw: st.DrawFn) -> tuple[Policy, list[PodState], Findings | None, str | None]:
+    n = draw(st.integers(1, 16))
+    p = policy(
+        safety={
+            "maxDrainedPercent": draw(st.integers(1, 100)),
+            "minReadyPods": draw(st.integers(1, 6)),
+            "maxActionsPerHour": draw(st.integers(0, 20)),
+        },
+        detection={"fleetWideFraction": draw(st.sampled_from([0.3, 0.5, 0.9]))},
+    )
+    ratios = draw(
+        st.lists(
+            st.one_of(st.floats(0, 1), st.just(math.nan), st.just(-1.0)), min_size=n, max_size=n
+        )
+    )
+    volumes = draw(st.lists(st.floats(0, 5000), min_size=n, max_size=n))
+    samples = [
+        PodSample(f"pod-{i:02d}", v, v * r)
+        for i, (v, r) in enumerate(zip(volumes, ratios, strict=True))
+    ]
+    states = []
+    for i in range(n):
+        drained = draw(st.booleans()) and draw(st.booleans())
+        states.append(
+            PodState(
+                f"pod-{i:02d}",
+                has_gate=True,
+                ready=not drained and draw(st.booleans() | st.just(True)),
+                drained_by="p" if drained else None,
+                drained_at=NOW - draw(st.floats(0, 1000)) if drained else None,
+                serving=not drained,
+            )
+        )
+    problem = draw(st.sampled_from([None, None, None, "total: unreachable"]))
+    f = None if problem and draw(st.booleans()) else analyze(samples, {}, p.detection, p.impact)
+    return p, states, f, problem
+
+
+@settings(max_examples=300, deadline=None)
+@given(situations())
+def test_invariants(sit: tuple[Policy, list[PodState], Findings | None, str | None]) -> None:
+    p, states, f, problem = sit
+    pl = plan(p, states, f, problem, [], NOW)
+    drains = [a for a in pl.actions if a.kind == DRAIN]
+    live = [s for s in states if not s.deleting]
+    drained_before = sum(1 for s in live if s.drained_by == "p")
+    restored = sum(1 for a in pl.actions if a.kind == RESTORE)
+    if drains:
+        # never act without usable metrics, nor unless the verdict is concentrated
+        assert problem is None and f is not None and f.classification == "concentrated"
+        # never exceed maxDrainedPercent...
+        after = drained_before - restored + len(drains)
+        assert after <= math.floor(len(live) * p.safety.max_drained_percent / 100)
+        # ...nor leave fewer than minReadyPods serving
+        serving_after = sum(1 for s in live if s.ready and s.drained_by is None) - len(drains)
+        assert serving_after >= p.safety.min_ready_pods
+    if problem is not None or f is None:
+        assert not [a for a in pl.actions if a.kind in (DRAIN, EVICT)]
+    assert len([a for a in pl.actions if a.kind in (DRAIN, EVICT)]) <= p.safety.max_actions_per_hour
+    # idempotent: planning again right after applying the plan drains nothing new (an
+    # eviction or a restore frees budget for the next step of the ladder, by design)
+    if not [a for a in pl.actions if a.kind in (EVICT, RESTORE)]:
+        history = [ActionRecord(NOW, a.kind, a.pod) for a in drains]
+        again = plan(p, apply(states, pl, "p"), f, problem, history, NOW)
+        assert not [a for a in again.actions if a.kind in (DRAIN, MARK_SERVING)]
