@@ -50,24 +50,31 @@ class OperatorProcess:
     """`python -m stickyguard run` as a child process that tests can kill and restart."""
 
     def __init__(
-        self, sup: Supervisor, kubeconfig: Path, prometheus_url: str, name: str = "operator"
+        self,
+        sup: Supervisor,
+        kubeconfig: Path,
+        prometheus_url: str,
+        name: str = "operator",
+        webhook: tuple[int, Path, Path] | None = None,
     ) -> None:
         self.sup, self.kubeconfig, self.url, self.name = sup, kubeconfig, prometheus_url, name
+        self.webhook = webhook
         self.child: Child | None = None
 
     def start(self) -> None:
-        self.child = self.sup.start(
-            self.name,
-            [
-                sys.executable,
-                "-m",
-                "stickyguard",
-                "run",
-                f"--kubeconfig={self.kubeconfig}",
-                f"--prometheus-url={self.url}",
-                f"--identity={self.name}",
-            ],
-        )
+        argv = [
+            sys.executable,
+            "-m",
+            "stickyguard",
+            "run",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--prometheus-url={self.url}",
+            f"--identity={self.name}",
+        ]
+        if self.webhook:
+            port, cert, key = self.webhook
+            argv += [f"--webhook-port={port}", f"--webhook-cert={cert}", f"--webhook-key={key}"]
+        self.child = self.sup.start(self.name, argv)
 
     def kill(self) -> None:
         if self.child:
@@ -86,6 +93,47 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.child.log_tail(60) if self.child else ""
+
+
+def register_webhook(lab: testenv.LabEnv, port: int) -> None:
+    """The MutatingWebhookConfiguration pointing the apiserver at the operator's webhook."""
+    import base64
+
+    ca = base64.b64encode(lab.control_plane.pki.ca_cert.read_bytes()).decode()
+    body = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "stickyguard-readiness-gate"},
+        "webhooks": [
+            {
+                "name": "readiness-gate.stickyguard.dev",
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/readiness-gate", "caBundle": ca},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                    }
+                ],
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "timeoutSeconds": 5,
+                "admissionReviewVersions": ["v1"],
+            }
+        ],
+    }
+    import yaml
+
+    kubectl(
+        lab.binaries.kubectl,
+        lab.kubeconfig,
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(body),
+    )
 
 
 def policy_body(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def gated_deployment(
             "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": dict(labels)},
                 "spec": {
                     "readinessGates": [{"conditionType": gate}],
                     "containers": [{"name": "app", "image": "example.invalid/app:1"}],

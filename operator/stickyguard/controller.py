@@ -24,12 +24,20 @@ from stickyguard.cluster import DRAINED_BY, node_zones, pod_meta, pod_state, sel
 from stickyguard.leader import LeaseElector
 from stickyguard.metrics import PrometheusReader
 from stickyguard.planner import DRAIN, EVICT, RESTORE, Action, ActionRecord, plan
-from stickyguard.policy import Policy, PolicyError, parse_policy
+from stickyguard.policy import SERVING, LabelSelector, Policy, PolicyError, parse_policy
 
 GROUP, VERSION, PLURAL = "stickyguard.dev", "v1alpha1", "stickypolicies"
 HEARTBEAT_SECONDS = 60.0  # rewrite an unchanged status at most this often
 NODE_CACHE_SECONDS = 60.0
 log = logging.getLogger("stickyguard")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    port: int
+    certfile: str
+    keyfile: str
+    host: str = "127.0.0.1"
 
 
 @dataclass
@@ -43,6 +51,7 @@ class OperatorState:
     zones: tuple[float, dict[str, str]] = (0.0, {})
     lock: threading.Lock = field(default_factory=threading.Lock)
     leader: LeaseElector | None = None
+    webhook: WebhookConfig | None = None
 
     def acting(self) -> bool:
         return self.leader is None or self.leader.is_leader()
@@ -90,6 +99,16 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True  # no need to watch CRDs/namespaces (and no RBAC for it)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per timer tick
     settings.watching.server_timeout = 300
+    hook = _state().webhook
+    if hook is not None:
+        # TLS only: the apiserver calls the webhook with the CA of the serving certificate.
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0",
+            port=hook.port,
+            host=hook.host,
+            certfile=hook.certfile,
+            pkeyfile=hook.keyfile,
+        )
 
 
 @kopf.on.login()
@@ -283,3 +302,34 @@ def _fallback_policy(ns: str, name: str, pod: Any) -> Policy:
         selector=LabelSelector({"x": "y"}),
         actions=Actions(drain=Drain(method=method)),
     )
+
+
+# --- readiness-gate injection (mutating admission webhook) -----------------------------------
+@kopf.index(GROUP, VERSION, PLURAL)
+def gate_selectors(body: kopf.Body, **_: Any) -> dict[str, LabelSelector] | None:
+    """Namespace -> selectors of the valid policies that drain with ReadinessGate."""
+    try:
+        policy = parse_policy(dict(body))
+    except PolicyError:
+        return None
+    if policy.actions.drain.method != "ReadinessGate":
+        return None
+    return {policy.namespace: policy.selector}
+
+
+@kopf.on.mutate("v1", "pods", id="readiness-gate", operation="CREATE", side_effects=False)
+def inject_readiness_gate(**kwargs: Any) -> None:
+    """Adds `readinessGates: [{conditionType: stickyguard.dev/serving}]` to new pods that a
+    ReadinessGate policy selects. The operator then keeps the condition True while the pod
+    should serve (fail closed: a gated pod is not Ready until the operator says so)."""
+    body: kopf.Body = kwargs["body"]
+    patch: kopf.Patch = kwargs["patch"]
+    selectors: kopf.Index[str, LabelSelector] = kwargs["gate_selectors"]
+    namespace = body.get("metadata", {}).get("namespace") or ""
+    labels = body.get("metadata", {}).get("labels") or {}
+    if not any(sel.matches(labels) for sel in selectors.get(namespace, [])):
+        return
+    gates = list(body.get("spec", {}).get("readinessGates") or [])
+    if any(g.get("conditionType") == SERVING for g in gates):
+        return
+    patch.spec["readinessGates"] = [*gates, {"conditionType": SERVING}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 import kopf
 
@@ -39,6 +40,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--liveness-port", type=int, default=0, help="serve kopf's /healthz on this port (0: off)"
     )
+    p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=0,
+        help="serve the readiness-gate mutating webhook (TLS) on this port (0: off)",
+    )
+    p.add_argument("--webhook-cert", help="TLS certificate file of the webhook")
+    p.add_argument("--webhook-key", help="TLS private key file of the webhook")
+    p.add_argument(
+        "--webhook-host",
+        default="127.0.0.1",
+        help="host name the apiserver uses to reach the webhook",
+    )
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(handler=run)
 
@@ -52,6 +66,17 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     state = controller.configure(args.kubeconfig, args.prometheus_url)
+    if args.webhook_port:
+        if not (args.webhook_cert and args.webhook_key):
+            print(
+                "error: --webhook-port needs --webhook-cert and --webhook-key (the webhook "
+                "only serves TLS)",
+                file=sys.stderr,
+            )
+            return 2
+        state.webhook = controller.WebhookConfig(
+            args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_host
+        )
     elector = LeaseElector(state.api, args.lease_namespace, args.lease_name, identity=args.identity)
     state.leader = elector
     elector.start()

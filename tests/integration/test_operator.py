@@ -20,11 +20,13 @@ from operator_support import (
     get_policy,
     install_rbac,
     policy_body,
+    register_webhook,
     service_account_kubeconfig,
 )
 from stickyguard.lab import testenv
 from stickyguard.lab.exporter import SyntheticExporter
-from stickyguard.lab.procs import Supervisor
+from stickyguard.lab.pki import issue_serving_cert
+from stickyguard.lab.procs import Supervisor, free_port
 from stickyguard.lab.prom import start_prometheus
 from support import gated_deployment, service, wait_for
 
@@ -42,9 +44,14 @@ def sa_kubeconfig(lab: testenv.LabEnv, tmp_path_factory: pytest.TempPathFactory)
 def operator(
     lab: testenv.LabEnv, sa_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    sup = Supervisor(tmp_path_factory.mktemp("operator"))
-    op = OperatorProcess(sup, sa_kubeconfig, lab.prometheus.url)
+    work = tmp_path_factory.mktemp("operator")
+    pki = lab.control_plane.pki
+    cert, key = issue_serving_cert(work, pki.ca_cert, pki.ca_key, "webhook", ["127.0.0.1"])
+    port = free_port()
+    sup = Supervisor(work)
+    op = OperatorProcess(sup, sa_kubeconfig, lab.prometheus.url, webhook=(port, cert, key))
     op.start()
+    register_webhook(lab, port)
     yield op
     sup.stop_all()
 
@@ -411,3 +418,105 @@ def test_service_account_cannot_step_outside_its_role(sa_kubeconfig: Path) -> No
     with pytest.raises(ApiException) as info:
         sa.delete_namespaced_pod("anything", "default")
     assert info.value.status == 403
+
+
+def test_webhook_injects_the_gate_into_selected_pods_only(
+    operator: OperatorProcess,
+    lab: testenv.LabEnv,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+) -> None:
+    create_policy(custom, policy_body("web", namespace))
+    plain = gated_deployment("web", 2)
+    del plain["spec"]["template"]["spec"]["readinessGates"]
+    other = gated_deployment("other", 1)
+    del other["spec"]["template"]["spec"]["readinessGates"]
+
+    # Once the policy has a status, the operator has seen it (and indexed it).
+    wait_for(
+        lambda: get_policy(custom, namespace, "web").get("status"),
+        timeout=30,
+        what="policy seen by the operator",
+    )
+    apps.create_namespaced_deployment(namespace, plain)
+    apps.create_namespaced_deployment(namespace, other)
+
+    def gates(app: str) -> list[list[str]]:
+        return [
+            [g.condition_type for g in p.spec.readiness_gates or []]
+            for p in core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+        ]
+
+    wait_for(lambda: len(gates("web")) == 2 and len(gates("other")) == 1, what="pods created")
+    assert gates("web") == [[SERVING], [SERVING]], operator.log()
+    assert gates("other") == [[]]
+    # ...and the operator marks the injected gates serving, so the pods become Ready.
+    wait_for(
+        lambda: all(
+            any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            for p in core.list_namespaced_pod(namespace, label_selector="app=web").items
+        ),
+        timeout=30,
+        what="gated pods Ready",
+    )
+
+
+def test_service_label_drain_takes_the_pod_out_of_the_slice(
+    operator: OperatorProcess,
+    lab: testenv.LabEnv,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    api_client: client.ApiClient,
+    namespace: str,
+) -> None:
+    dep = gated_deployment("web", 6)
+    tmpl = dep["spec"]["template"]
+    del tmpl["spec"]["readinessGates"]
+    tmpl["metadata"]["labels"][SERVING] = "true"  # in the template, not in the selector
+    apps.create_namespaced_deployment(namespace, dep)
+    core.create_namespaced_service(namespace, service("web", {"app": "web", SERVING: "true"}))
+    exporter = SyntheticExporter(namespace, "web")
+    exporter.register(lab.prometheus.targets_dir, namespace)
+    exporter.follow(core, "app=web")
+    try:
+        create_policy(
+            custom,
+            policy_body(
+                "web", namespace, actions={"drain": {"method": "ServiceLabel", "evict": False}}
+            ),
+        )
+        discovery = client.DiscoveryV1Api(api_client)
+
+        def in_slice() -> set[str]:
+            return {
+                ep.target_ref.name
+                for s in discovery.list_namespaced_endpoint_slice(namespace).items
+                for ep in s.endpoints or []
+                if ep.target_ref
+            }
+
+        pods = wait_for(
+            lambda: len(r := in_slice()) == 6 and sorted(r), timeout=30, what="6 endpoints"
+        )
+        exporter.set_ratio(pods[0], 0.2)
+        wait_for(
+            lambda: pods[0] not in in_slice(),
+            timeout=60,
+            what=f"drained out of the slice\n{operator.log()}",
+        )
+        pod = core.read_namespaced_pod(pods[0], namespace)
+        assert SERVING not in (pod.metadata.labels or {})
+        assert pod.metadata.annotations["stickyguard.dev/drained-by"] == "web"
+        assert len(in_slice()) == 5
+        assert pod.metadata.owner_references, "still owned by its ReplicaSet: no replacement"
+        # the fault is fixed and a person asks for the pod back
+        exporter.set_ratio(pods[0], 0.001)
+        core.patch_namespaced_pod(
+            pods[0], namespace, {"metadata": {"annotations": {"stickyguard.dev/undrain": "true"}}}
+        )
+        wait_for(lambda: pods[0] in in_slice(), timeout=30, what="restored on request")
+    finally:
+        exporter.stop()
