@@ -24,9 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from stickyguard import analyze_cmd, run_cmd
+    from stickyguard import analyze_cmd, run_cmd, simulate_cmd
 
-    return [analyze_cmd.register, run_cmd.register]
+    return [analyze_cmd.register, run_cmd.register, simulate_cmd.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

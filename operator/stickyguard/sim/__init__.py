@@ -1,0 +1,2 @@
+"""A deterministic discrete-event simulator of sticky traffic, driving the real analysis and
+planner (`stickyguard simulate`)."""

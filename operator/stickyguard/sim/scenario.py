@@ -1,0 +1,111 @@
+"""Scenario files (YAML): the fleet, the users, the faults and the stickyguard policy to test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BUILTIN_DIR = Path(__file__).with_name("scenarios")
+FAULT_KINDS = ("error", "quality", "latency")
+
+
+@dataclass(frozen=True)
+class Fault:
+    pods: tuple[int, ...]  # pod indexes (of the initial fleet)
+    kind: str  # error: HTTP 5xx; quality: HTTP 200 with a bad answer; latency: SLO miss
+    rate: float  # share of the pod's requests that are bad while the fault lasts
+    start: float = 0.0
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    pods: int
+    nodes: int
+    users: int
+    duration: float  # seconds of simulated time
+    sessions_per_user: float
+    requests_per_session: float
+    request_interval: float  # mean seconds between a session's requests
+    background_error_rate: float
+    faults: tuple[Fault, ...]
+    proxies: int = 4  # Envoy-style proxies, each judging alone on its share of traffic
+    replacement_seconds: float = 20.0  # an evicted pod's replacement starts serving after this
+    policy: dict[str, Any] = field(default_factory=dict)  # StickyPolicy spec overrides
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+def _req(d: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in d:
+        raise ScenarioError(f"{where}.{key}: is required")
+    value = d[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ScenarioError(f"{where}.{key}: must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse(data: dict[str, Any], name: str = "scenario") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{name}: a scenario is a mapping")
+    pods = _req(data, "pods", int, name)
+    faults = []
+    for i, raw in enumerate(data.get("faults") or []):
+        where = f"{name}.faults[{i}]"
+        kind = _req(raw, "kind", str, where)
+        if kind not in FAULT_KINDS:
+            raise ScenarioError(f"{where}.kind: one of {', '.join(FAULT_KINDS)}; got {kind!r}")
+        idx = tuple(int(x) for x in _req(raw, "pods", list, where))
+        if any(not 0 <= x < pods for x in idx):
+            raise ScenarioError(f"{where}.pods: indexes must be in 0..{pods - 1}")
+        rate = _req(raw, "rate", float, where)
+        if not 0 < rate <= 1:
+            raise ScenarioError(f"{where}.rate: must be in (0, 1]")
+        end = raw.get("end")
+        faults.append(
+            Fault(
+                idx, kind, rate, float(raw.get("start", 0.0)), None if end is None else float(end)
+            )
+        )
+    return Scenario(
+        name=str(data.get("name", name)),
+        description=str(data.get("description", "")),
+        pods=pods,
+        nodes=int(data.get("nodes", 3)),
+        users=_req(data, "users", int, name),
+        duration=_req(data, "duration", float, name),
+        sessions_per_user=float(data.get("sessionsPerUser", 3)),
+        requests_per_session=float(data.get("requestsPerSession", 25)),
+        request_interval=float(data.get("requestInterval", 10)),
+        background_error_rate=float(data.get("backgroundErrorRate", 0.001)),
+        faults=tuple(faults),
+        proxies=int(data.get("proxies", 4)),
+        replacement_seconds=float(data.get("replacementSeconds", 20)),
+        policy=dict(data.get("policy") or {}),
+    )
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def load(name_or_file: str) -> Scenario:
+    """A built-in scenario by name, or a YAML file."""
+    path = Path(name_or_file)
+    if not path.is_file():
+        path = BUILTIN_DIR / f"{name_or_file}.yaml"
+        if not path.is_file():
+            raise ScenarioError(
+                f"no scenario {name_or_file!r}: built-in ones are "
+                f"{', '.join(builtin_names())}, or give a YAML file"
+            )
+    return parse(yaml.safe_load(path.read_text()), path.stem)
