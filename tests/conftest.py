@@ -51,7 +51,8 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 def crd_installed(lab: testenv.LabEnv, api_client: client.ApiClient) -> None:
     """The StickyPolicy CRD, applied server-side and established."""
     from policies import CRD
-    from support import kubectl, wait_for
+    from stickyguard.lab.kubectl import kubectl
+    from support import wait_for
 
     kubectl(lab.binaries.kubectl, lab.kubeconfig, "apply", "--server-side", "-f", str(CRD))
     kubectl(

@@ -12,8 +12,8 @@ from kubernetes.client.rest import ApiException
 
 from policies import INVALID, SAMPLES, load_sample, minimal
 from stickyguard.lab import testenv
+from stickyguard.lab.kubectl import kubectl
 from stickyguard.policy import parse_policy
-from support import kubectl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 GVR = ("stickyguard.dev", "v1alpha1")

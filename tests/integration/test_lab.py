@@ -13,9 +13,10 @@ import pytest
 from kubernetes import client
 
 from stickyguard.lab import testenv
+from stickyguard.lab.kubectl import kubectl
 from stickyguard.lab.procs import Supervisor
 from stickyguard.lab.prom import Series, backfill, start_prometheus
-from support import gated_deployment, kubectl, service, wait_for
+from support import gated_deployment, service, wait_for
 
 pytestmark = pytest.mark.integration
 GATE = "stickyguard.dev/serving"

@@ -12,19 +12,15 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from operator_support import (
-    GVR,
+from operator_support import GVR, condition, events, get_policy, policy_body
+from stickyguard.lab import testenv
+from stickyguard.lab.exporter import SyntheticExporter
+from stickyguard.lab.operatorproc import (
     OperatorProcess,
-    condition,
-    events,
-    get_policy,
     install_rbac,
-    policy_body,
     register_webhook,
     service_account_kubeconfig,
 )
-from stickyguard.lab import testenv
-from stickyguard.lab.exporter import SyntheticExporter
 from stickyguard.lab.pki import issue_serving_cert
 from stickyguard.lab.procs import Supervisor, free_port
 from stickyguard.lab.prom import start_prometheus

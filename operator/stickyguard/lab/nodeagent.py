@@ -393,10 +393,27 @@ def main(argv: list[str] | None = None) -> None:
         default="lab-node-0,lab-node-1,lab-node-2",
         help="comma-separated fake node names",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=["none", "demo"],
+        default="none",
+        help="demo: start one real demo-app process per pod",
+    )
+    parser.add_argument("--targets-dir", help="Prometheus file_sd directory (demo runtime)")
+    parser.add_argument("--log-dir", default=".", help="pod logs (demo runtime)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     api = client.CoreV1Api(config.new_client_from_config(config_file=args.kubeconfig))
-    NodeAgent(api, args.nodes.split(",")).run()
+    runtime: PodRuntime | None = None
+    if args.runtime == "demo":
+        from pathlib import Path
+
+        from stickyguard.lab.demoruntime import DemoRuntime
+
+        if not args.targets_dir:
+            parser.error("--runtime demo needs --targets-dir")
+        runtime = DemoRuntime(Path(args.targets_dir), Path(args.log_dir))
+    NodeAgent(api, args.nodes.split(","), runtime).run()
 
 
 if __name__ == "__main__":

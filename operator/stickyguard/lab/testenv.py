@@ -40,7 +40,7 @@ class LabEnv:
         self.supervisor.stop_all()
 
 
-def up(state_dir: Path, nodes: tuple[str, ...] = DEFAULT_NODES) -> LabEnv:
+def up(state_dir: Path, nodes: tuple[str, ...] = DEFAULT_NODES, runtime: str = "none") -> LabEnv:
     """Starts everything in a fresh state_dir; on any failure stops what it started."""
     if state_dir.exists():
         stop_recorded(state_dir)
@@ -50,6 +50,7 @@ def up(state_dir: Path, nodes: tuple[str, ...] = DEFAULT_NODES) -> LabEnv:
     sup = Supervisor(state_dir)
     try:
         cp = start_control_plane(sup, bins, state_dir)
+        prom = start_prometheus(sup, bins, state_dir / "prometheus")
         sup.start(
             "node-agent",
             [
@@ -58,9 +59,11 @@ def up(state_dir: Path, nodes: tuple[str, ...] = DEFAULT_NODES) -> LabEnv:
                 "stickyguard.lab.nodeagent",
                 f"--kubeconfig={cp.kubeconfig}",
                 f"--nodes={','.join(nodes)}",
+                f"--runtime={runtime}",
+                f"--targets-dir={prom.targets_dir}",
+                f"--log-dir={state_dir / 'logs' / 'pods'}",
             ],
         )
-        prom = start_prometheus(sup, bins, state_dir / "prometheus")
     except BaseException:
         sup.stop_all()
         raise

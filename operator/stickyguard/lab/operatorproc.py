@@ -1,0 +1,133 @@
+"""Running the real operator next to the lab: the shipped RBAC, a ServiceAccount token
+kubeconfig, and `python -m stickyguard run` as a child process (tests and the demo)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from stickyguard.lab import testenv
+from stickyguard.lab.binaries import REPO_ROOT
+from stickyguard.lab.controlplane import write_kubeconfig
+from stickyguard.lab.kubectl import kubectl
+from stickyguard.lab.procs import Child, Supervisor
+
+REPO = REPO_ROOT
+
+
+def install_rbac(lab: testenv.LabEnv) -> None:
+    for f in ("namespace.yaml", "rbac.yaml"):
+        kubectl(
+            lab.binaries.kubectl,
+            lab.kubeconfig,
+            "apply",
+            "--server-side",
+            "-f",
+            str(REPO / "manifests" / "base" / f),
+        )
+
+
+def service_account_kubeconfig(lab: testenv.LabEnv, path: Path) -> Path:
+    """A kubeconfig holding a TokenRequest token of the shipped ServiceAccount."""
+    token = kubectl(
+        lab.binaries.kubectl,
+        lab.kubeconfig,
+        "create",
+        "token",
+        "stickyguard",
+        "-n",
+        "stickyguard-system",
+        "--duration=2h",
+    ).stdout.strip()
+    return write_kubeconfig(
+        path, lab.control_plane.server, lab.control_plane.pki, user="stickyguard", token=token
+    )
+
+
+class OperatorProcess:
+    """`python -m stickyguard run` as a child process that tests can kill and restart."""
+
+    def __init__(
+        self,
+        sup: Supervisor,
+        kubeconfig: Path,
+        prometheus_url: str,
+        name: str = "operator",
+        webhook: tuple[int, Path, Path] | None = None,
+    ) -> None:
+        self.sup, self.kubeconfig, self.url, self.name = sup, kubeconfig, prometheus_url, name
+        self.webhook = webhook
+        self.child: Child | None = None
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "stickyguard",
+            "run",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--prometheus-url={self.url}",
+            f"--identity={self.name}",
+        ]
+        if self.webhook:
+            port, cert, key = self.webhook
+            argv += [f"--webhook-port={port}", f"--webhook-cert={cert}", f"--webhook-key={key}"]
+        self.child = self.sup.start(self.name, argv)
+
+    def kill(self) -> None:
+        if self.child:
+            os.killpg(self.child.popen.pid, signal.SIGKILL)
+            self.child.popen.wait(timeout=10)
+            self.sup.children = [c for c in self.sup.children if c is not self.child]
+            self.child = None
+
+    def stop(self) -> None:
+        if self.child:
+            self.sup.stop(self.child)
+            self.child = None
+
+    def log(self) -> str:
+        return self.child.log_tail(60) if self.child else ""
+
+
+def register_webhook(lab: testenv.LabEnv, port: int) -> None:
+    """The MutatingWebhookConfiguration pointing the apiserver at the operator's webhook."""
+    import base64
+
+    ca = base64.b64encode(lab.control_plane.pki.ca_cert.read_bytes()).decode()
+    body = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "stickyguard-readiness-gate"},
+        "webhooks": [
+            {
+                "name": "readiness-gate.stickyguard.dev",
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/readiness-gate", "caBundle": ca},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                    }
+                ],
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "timeoutSeconds": 5,
+                "admissionReviewVersions": ["v1"],
+            }
+        ],
+    }
+    kubectl(
+        lab.binaries.kubectl,
+        lab.kubeconfig,
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(body),
+    )
