@@ -12,7 +12,7 @@ help:
 	@echo "make testenv-up    start the local control plane, node agent and Prometheus ($(TESTENV)/)"
 	@echo "make testenv-down  stop them"
 	@echo "make test          lint (ruff, mypy, import contracts) + the whole test suite"
-	@echo "make demo          the demo"
+	@echo "make demo          replay an incident on a local cluster, operator off then on"
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,12 +44,11 @@ test: lint binaries
 	$(VENV)/bin/pytest -q
 
 demo: venv binaries
-	$(PY) -m stickyguard.lab testenv up --dir $(TESTENV)
-	$(PY) -m stickyguard.lab testenv status --dir $(TESTENV)
-	$(PY) -m stickyguard.lab testenv down --dir $(TESTENV)
+	$(PY) -m stickyguard demo --report demo-report.json
 
-bench: venv
+bench: venv binaries
 	$(PY) bench/bench_analysis.py
+	$(PY) bench/bench_simulate.py
 
 clean:
 	rm -rf $(VENV) $(TESTENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,9 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from stickyguard import analyze_cmd, run_cmd, simulate_cmd
+    from stickyguard import analyze_cmd, demo_cmd, run_cmd, simulate_cmd
 
-    return [analyze_cmd.register, run_cmd.register, simulate_cmd.register]
+    return [analyze_cmd.register, run_cmd.register, simulate_cmd.register, demo_cmd.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

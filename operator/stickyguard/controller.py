@@ -317,7 +317,6 @@ def gate_selectors(body: kopf.Body, **_: Any) -> dict[str, LabelSelector] | None
     return {policy.namespace: policy.selector}
 
 
-@kopf.on.mutate("v1", "pods", id="readiness-gate", operation="CREATE", side_effects=False)
 def inject_readiness_gate(**kwargs: Any) -> None:
     """Adds `readinessGates: [{conditionType: stickyguard.dev/serving}]` to new pods that a
     ReadinessGate policy selects. The operator then keeps the condition True while the pod
@@ -333,3 +332,12 @@ def inject_readiness_gate(**kwargs: Any) -> None:
     if any(g.get("conditionType") == SERVING for g in gates):
         return
     patch.spec["readinessGates"] = [*gates, {"conditionType": SERVING}]
+
+
+def enable_webhook(hook: WebhookConfig) -> None:
+    """Registers the admission handler; kopf refuses to start with admission handlers and no
+    webhook server, so it exists only when the operator serves the webhook."""
+    _state().webhook = hook
+    kopf.on.mutate("v1", "pods", id="readiness-gate", operation="CREATE", side_effects=False)(
+        inject_readiness_gate
+    )

@@ -74,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        state.webhook = controller.WebhookConfig(
-            args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_host
+        controller.enable_webhook(
+            controller.WebhookConfig(
+                args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_host
+            )
         )
     elector = LeaseElector(state.api, args.lease_namespace, args.lease_name, identity=args.identity)
     state.leader = elector

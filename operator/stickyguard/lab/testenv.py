@@ -42,6 +42,7 @@ class LabEnv:
 
 def up(state_dir: Path, nodes: tuple[str, ...] = DEFAULT_NODES, runtime: str = "none") -> LabEnv:
     """Starts everything in a fresh state_dir; on any failure stops what it started."""
+    state_dir = state_dir.resolve()  # the kubeconfig and the processes need absolute paths
     if state_dir.exists():
         stop_recorded(state_dir)
         shutil.rmtree(state_dir)
