@@ -6,6 +6,10 @@ from typing import Any
 
 from kubernetes import client
 
+from stickyguard.lab import testenv
+from stickyguard.lab.exporter import SyntheticExporter
+from support import gated_deployment, service, wait_for
+
 GVR = ("stickyguard.dev", "v1alpha1", "stickypolicies")
 
 
@@ -55,3 +59,54 @@ def events(
         for e in items
         if (reason is None or e.reason == reason) and e.involved_object.kind == kind
     ]
+
+
+class Fleet:
+    """A gated Deployment + Service, with a synthetic exporter scraped by the lab Prometheus."""
+
+    def __init__(
+        self,
+        lab: testenv.LabEnv,
+        core: client.CoreV1Api,
+        apps: client.AppsV1Api,
+        ns: str,
+        replicas: int = 6,
+        default_ratio: float = 0.001,
+    ) -> None:
+        self.core, self.apps, self.ns = core, apps, ns
+        apps.create_namespaced_deployment(ns, gated_deployment("web", replicas))
+        core.create_namespaced_service(ns, service("web", {"app": "web"}))
+        self.exporter = SyntheticExporter(ns, "web", default_ratio=default_ratio)
+        self.exporter.register(lab.prometheus.targets_dir, ns)
+        self.exporter.follow(core, "app=web")
+        self.replicas = replicas
+
+    def pods(self) -> list[Any]:
+        return [
+            p
+            for p in self.core.list_namespaced_pod(self.ns, label_selector="app=web").items
+            if not p.metadata.deletion_timestamp
+        ]
+
+    def ready(self) -> list[str]:
+        return sorted(
+            p.metadata.name
+            for p in self.pods()
+            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        )
+
+    def wait_all_ready(self, timeout: float = 60) -> list[str]:
+        return wait_for(
+            lambda: len(r := self.ready()) == self.replicas and r,
+            timeout=timeout,
+            what=f"{self.replicas} pods Ready",
+        )
+
+    def close(self) -> None:
+        self.exporter.stop()
+
+
+def create_policy(custom: client.CustomObjectsApi, body: dict[str, Any]) -> None:
+    custom.create_namespaced_custom_object(
+        GVR[0], GVR[1], body["metadata"]["namespace"], GVR[2], body
+    )

@@ -16,15 +16,28 @@ from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 
 from stickyguard import status as status_mod
 from stickyguard.actuate import Actuator
-from stickyguard.analysis import Findings, PodMeta, Track, analyze
+from stickyguard.analysis import Findings, PodMeta, PodSample, Track, analyze
 from stickyguard.cluster import DRAINED_BY, node_zones, pod_meta, pod_state, selected_pods
 from stickyguard.leader import LeaseElector
 from stickyguard.metrics import PrometheusReader
-from stickyguard.planner import DRAIN, EVICT, RESTORE, Action, ActionRecord, plan
+from stickyguard.planner import (
+    DELETION_COST,
+    DRAIN,
+    EVICT,
+    RESTORE,
+    Action,
+    ActionRecord,
+    PodState,
+    deletion_costs,
+    plan,
+)
 from stickyguard.policy import SERVING, LabelSelector, Policy, PolicyError, parse_policy
+from stickyguard.rollout import FAIL, GUARD_REASONS, PAUSE, ROLLBACK, decide, judge, rollout_status
+from stickyguard.workload import apply_guard, read_workload
 
 GROUP, VERSION, PLURAL = "stickyguard.dev", "v1alpha1", "stickypolicies"
 HEARTBEAT_SECONDS = 60.0  # rewrite an unchanged status at most this often
@@ -52,6 +65,7 @@ class OperatorState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     leader: LeaseElector | None = None
     webhook: WebhookConfig | None = None
+    verdicts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def acting(self) -> bool:
         return self.leader is None or self.leader.is_leader()
@@ -205,6 +219,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     findings: Findings | None = None
     problem: str | None = None
     sessions: dict[str, float | None] = {}
+    samples: tuple[PodSample, ...] = ()
     if not url:
         problem = "no Prometheus URL: set spec.prometheus.url or the operator's --prometheus-url"
     elif not meta:
@@ -223,6 +238,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
             )
             st.tracks[key] = dict(findings.tracks)
             sessions = {s.pod: s.active_sessions for s in snap.samples}
+            samples = snap.samples
     history = _history(old, now)
     the_plan = plan(policy, states, findings, problem, history, now, sessions)
     outcomes = [Actuator(st.api).apply(policy, a) for a in the_plan.actions]
@@ -236,11 +252,117 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     new["recentActions"] = [
         {"time": status_mod.rfc3339(r.time), "action": r.action, "pod": r.pod} for r in history
     ]
+    extra_events: list[status_mod.Event] = []
+    if policy.workload_ref is not None:
+        extra_events += _guard_rollout(st, policy, samples, meta, findings, new, old, now)
+    if policy.actions.deletion_cost and not policy.actions.dry_run and findings is not None:
+        _keep_deletion_costs(core, policy, pods, states, findings, sessions)
     stale = now - (status_mod.parse_rfc3339(old.get("lastEvaluationTime")) or 0) > HEARTBEAT_SECONDS
     if status_mod.meaningful(old) != status_mod.meaningful(new) or stale:
         _write_status(patch, old, new)
-    for ev in status_mod.events(old, new, done_plan):
+    for ev in [*status_mod.events(old, new, done_plan), *extra_events]:
         _post(body, ev, policy.namespace)
+
+
+def _guard_rollout(
+    st: OperatorState,
+    policy: Policy,
+    samples: tuple[PodSample, ...],
+    meta: dict[str, PodMeta],
+    findings: Findings | None,
+    new: dict[str, Any],
+    old: dict[str, Any],
+    now: float,
+) -> list[status_mod.Event]:
+    """The rollout guard's part of a cycle: verdict, action, status, gate verdict."""
+    apps = client.AppsV1Api(st.api)
+    found = read_workload(apps, policy)
+    key = (policy.namespace, policy.name)
+    if found is None:
+        new["conditions"].append(
+            status_mod.condition(
+                "RolloutGuarded",
+                False,
+                "WorkloadNotFound",
+                f"Deployment {policy.workload_ref.name if policy.workload_ref else '?'} not found",
+                policy.generation,
+                now,
+                old,
+            )
+        )
+        return []
+    w, rsets = found
+    verdict = judge(policy, samples, meta, w.new_hash) if findings is not None else None
+    action, why = decide(policy, w, verdict, now)
+    events: list[status_mod.Event] = []
+    if action is not None:
+        if policy.actions.dry_run:
+            events.append(
+                status_mod.Event(
+                    "Normal", f"Would{action.capitalize()}", f"DryRun: {w.name}: {why}"
+                )
+            )
+        else:
+            apply_guard(apps, policy, w, rsets, action, why, now)
+            events.append(
+                status_mod.Event(
+                    "Warning" if action in (PAUSE, ROLLBACK) else "Normal",
+                    GUARD_REASONS[action],
+                    f"{w.name}: {why}",
+                )
+            )
+    section = rollout_status(w, verdict, action, why)
+    new["rollout"] = section
+    failing = verdict is not None and verdict.verdict == FAIL
+    reason = (
+        "RolledBack"
+        if action == ROLLBACK
+        else "RolloutPaused"
+        if failing and (w.paused or action == PAUSE)
+        else "NewVersionDegraded"
+        if failing
+        else "NoRollout"
+        if not w.rolling
+        else "RolloutHealthy"
+    )
+    new["conditions"].append(
+        status_mod.condition(
+            "RolloutGuarded", not failing, reason, why, policy.generation, now, old
+        )
+    )
+    if verdict is not None:
+        st.verdicts[key] = {
+            "verdict": verdict.verdict,
+            "reason": verdict.reason,
+            "time": now,
+            "interval": policy.detection.interval_seconds,
+            **{k: v for k, v in section.items() if k not in ("verdict", "reason")},
+        }
+    return events
+
+
+def _keep_deletion_costs(
+    core: client.CoreV1Api,
+    policy: Policy,
+    pods: list[Any],
+    states: list[PodState],
+    findings: Findings,
+    sessions: dict[str, float | None],
+) -> None:
+    wanted = deletion_costs(states, findings.degraded_pods, sessions)
+    for p in pods:
+        cost = wanted.get(p.metadata.name)
+        current = (p.metadata.annotations or {}).get(DELETION_COST)
+        if cost is not None and current != str(cost):
+            try:
+                core.patch_namespaced_pod(
+                    p.metadata.name,
+                    policy.namespace,
+                    {"metadata": {"annotations": {DELETION_COST: str(cost)}}},
+                )
+            except ApiException as e:
+                if e.status != 404:
+                    log.warning("deletion cost of %s: %s %s", p.metadata.name, e.status, e.reason)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, initial_delay=0.5)

@@ -207,3 +207,26 @@ def plan(
     if policy.actions.dry_run:
         return Plan(tuple(marks), tuple(actions), tuple(blocked))
     return Plan(tuple(marks + actions), (), tuple(blocked))
+
+
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+DEGRADED_COST = -1000
+
+
+def deletion_costs(
+    pods: Sequence[PodState], degraded: Sequence[str], sessions: Mapping[str, float | None]
+) -> dict[str, int]:
+    """pod-deletion-cost per pod: degraded pods go first on scale-down, then the pods with the
+    fewest active sessions. Sessions are bucketed by powers of two so that the cost (and so a
+    write) changes only when a pod's rank really changes, not with every session."""
+    bad = set(degraded)
+    out = {}
+    for p in pods:
+        if p.deleting:
+            continue
+        if p.name in bad:
+            out[p.name] = DEGRADED_COST
+        else:
+            active = sessions.get(p.name)
+            out[p.name] = int(math.log2(1 + active)) if active and active > 0 else 0
+    return out

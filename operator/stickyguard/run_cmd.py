@@ -53,6 +53,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="127.0.0.1",
         help="host name the apiserver uses to reach the webhook",
     )
+    p.add_argument(
+        "--gate-port",
+        type=int,
+        default=0,
+        help="serve the Flagger / Argo Rollouts gate on this port (0: off)",
+    )
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(handler=run)
 
@@ -82,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     elector = LeaseElector(state.api, args.lease_namespace, args.lease_name, identity=args.identity)
     state.leader = elector
     elector.start()
+    if args.gate_port:
+        from stickyguard.gate import GateServer
+
+        GateServer(state.verdicts, args.gate_port).start()
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,

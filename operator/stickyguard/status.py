@@ -38,6 +38,20 @@ class Event:
     pod: str | None = None  # also posted on the pod, when set
 
 
+def condition(
+    ctype: str,
+    ok: bool | None,
+    reason: str,
+    message: str,
+    generation: int,
+    now: float,
+    previous_status: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One condition in metav1.Condition shape, keeping lastTransitionTime if unchanged."""
+    prev = {c["type"]: c for c in previous_status.get("conditions") or []}
+    return _condition(ctype, ok, reason, message, generation, rfc3339(now), prev)
+
+
 def _condition(
     ctype: str,
     ok: bool | None,

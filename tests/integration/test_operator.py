@@ -4,7 +4,6 @@ the operator running as its shipped ServiceAccount."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,109 +11,26 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from operator_support import GVR, condition, events, get_policy, policy_body
+from operator_support import (
+    GVR,
+    Fleet,
+    condition,
+    create_policy,
+    events,
+    get_policy,
+    policy_body,
+)
 from stickyguard.lab import testenv
 from stickyguard.lab.exporter import SyntheticExporter
 from stickyguard.lab.operatorproc import (
     OperatorProcess,
-    install_rbac,
-    register_webhook,
-    service_account_kubeconfig,
 )
-from stickyguard.lab.pki import issue_serving_cert
-from stickyguard.lab.procs import Supervisor, free_port
+from stickyguard.lab.procs import Supervisor
 from stickyguard.lab.prom import start_prometheus
 from support import gated_deployment, service, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 SERVING = "stickyguard.dev/serving"
-
-
-@pytest.fixture(scope="module")
-def sa_kubeconfig(lab: testenv.LabEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    install_rbac(lab)
-    return service_account_kubeconfig(lab, tmp_path_factory.mktemp("sa") / "kubeconfig")
-
-
-@pytest.fixture(scope="module")
-def operator(
-    lab: testenv.LabEnv, sa_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    work = tmp_path_factory.mktemp("operator")
-    pki = lab.control_plane.pki
-    cert, key = issue_serving_cert(work, pki.ca_cert, pki.ca_key, "webhook", ["127.0.0.1"])
-    port = free_port()
-    sup = Supervisor(work)
-    op = OperatorProcess(sup, sa_kubeconfig, lab.prometheus.url, webhook=(port, cert, key))
-    op.start()
-    register_webhook(lab, port)
-    yield op
-    sup.stop_all()
-
-
-@pytest.fixture(scope="module")
-def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api_client)
-
-
-class Fleet:
-    """A gated Deployment + Service, with a synthetic exporter scraped by the lab Prometheus."""
-
-    def __init__(
-        self,
-        lab: testenv.LabEnv,
-        core: client.CoreV1Api,
-        apps: client.AppsV1Api,
-        ns: str,
-        replicas: int = 6,
-        default_ratio: float = 0.001,
-    ) -> None:
-        self.core, self.apps, self.ns = core, apps, ns
-        apps.create_namespaced_deployment(ns, gated_deployment("web", replicas))
-        core.create_namespaced_service(ns, service("web", {"app": "web"}))
-        self.exporter = SyntheticExporter(ns, "web", default_ratio=default_ratio)
-        self.exporter.register(lab.prometheus.targets_dir, ns)
-        self.exporter.follow(core, "app=web")
-        self.replicas = replicas
-
-    def pods(self) -> list[Any]:
-        return [
-            p
-            for p in self.core.list_namespaced_pod(self.ns, label_selector="app=web").items
-            if not p.metadata.deletion_timestamp
-        ]
-
-    def ready(self) -> list[str]:
-        return sorted(
-            p.metadata.name
-            for p in self.pods()
-            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-        )
-
-    def wait_all_ready(self, timeout: float = 60) -> list[str]:
-        return wait_for(
-            lambda: len(r := self.ready()) == self.replicas and r,
-            timeout=timeout,
-            what=f"{self.replicas} pods Ready",
-        )
-
-    def close(self) -> None:
-        self.exporter.stop()
-
-
-@pytest.fixture
-def fleet(
-    lab: testenv.LabEnv, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
-) -> Iterator[Fleet]:
-    f = Fleet(lab, core, apps, namespace)
-    yield f
-    f.close()
-
-
-def create_policy(custom: client.CustomObjectsApi, body: dict[str, Any]) -> None:
-    custom.create_namespaced_custom_object(
-        GVR[0], GVR[1], body["metadata"]["namespace"], GVR[2], body
-    )
 
 
 def gate(pod: Any) -> str | None:

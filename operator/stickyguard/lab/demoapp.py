@@ -24,6 +24,7 @@ ACTIVE_SECONDS = 60.0
 
 class App:
     def __init__(self, pod: str, namespace: str, app: str) -> None:
+        self.pod = pod
         self.labels = f'namespace="{namespace}",app="{app}",pod="{pod}"'
         self.rate = 0.0
         self.ok = self.degraded = 0
@@ -72,6 +73,7 @@ def make_handler(app: App) -> type[BaseHTTPRequestHandler]:
             data = body.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
+            self.send_header("X-Pod", app.pod)
             self.send_header("Content-Length", str(len(data)))
             if cookie:
                 self.send_header("Set-Cookie", f"sid={cookie}; Path=/")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,6 +31,7 @@ class _Pod:
     bad: float = 0.0
     last: float = 0.0
     serving: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class SyntheticExporter:
@@ -47,6 +48,8 @@ class SyntheticExporter:
         self.rps, self.default_ratio = rps, default_ratio
         self.sessions_per_pod = sessions_per_pod
         self.ratios: dict[str, float] = {}
+        self.label_ratios: dict[tuple[str, str], float] = {}  # (label, value) -> bad ratio
+        self.sessions: dict[str, float] = {}
         self.pods: dict[str, _Pod] = {}
         self.lock = threading.Lock()
         self.port = free_port()
@@ -79,18 +82,34 @@ class SyntheticExporter:
         for name, p in self.pods.items():
             dt = max(0.0, now - p.last)
             if p.serving:
-                ratio = self.ratios.get(name, self.default_ratio)
+                ratio = self._ratio(name, p)
                 p.total += self.rps * dt
                 p.bad += self.rps * dt * ratio
             p.last = now
+
+    def _ratio(self, name: str, pod: _Pod) -> float:
+        if name in self.ratios:
+            return self.ratios[name]
+        for (key, value), ratio in self.label_ratios.items():
+            if pod.labels.get(key) == value:
+                return ratio
+        return self.default_ratio
+
+    def set_label_ratio(self, key: str, value: str, ratio: float) -> None:
+        """Pods carrying label key=value (a new version, say) answer with this bad ratio."""
+        with self.lock:
+            self._advance(time.time())
+            self.label_ratios[(key, value)] = ratio
 
     def set_ratio(self, pod: str, ratio: float) -> None:
         with self.lock:
             self._advance(time.time())
             self.ratios[pod] = ratio
 
-    def set_pods(self, serving: Mapping[str, bool]) -> None:
-        """The pods that exist now and whether each receives traffic."""
+    def set_pods(
+        self, serving: Mapping[str, bool], labels: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        """The pods that exist now, whether each receives traffic, and their labels."""
         with self.lock:
             now = time.time()
             self._advance(now)
@@ -100,6 +119,7 @@ class SyntheticExporter:
             for name, is_serving in serving.items():
                 pod = self.pods.setdefault(name, _Pod(last=now))
                 pod.serving = is_serving
+                pod.labels = dict((labels or {}).get(name, {}))
 
     def render(self) -> str:
         with self.lock:
@@ -109,7 +129,7 @@ class SyntheticExporter:
                 base = f'namespace="{self.namespace}",app="{self.app}",pod="{name}"'
                 lines.append(f'http_requests_total{{{base},code="200"}} {p.total - p.bad:.6f}')
                 lines.append(f'http_requests_total{{{base},code="503"}} {p.bad:.6f}')
-                sessions = self.sessions_per_pod if p.serving else 0.0
+                sessions = self.sessions.get(name, self.sessions_per_pod) if p.serving else 0.0
                 lines.append(f"app_sessions_active{{{base}}} {sessions}")
         return "\n".join(lines) + "\n"
 
@@ -124,12 +144,10 @@ class SyntheticExporter:
                     pods = core.list_namespaced_pod(
                         self.namespace, label_selector=label_selector
                     ).items
+                    live = [p for p in pods if not p.metadata.deletion_timestamp]
                     self.set_pods(
-                        {
-                            p.metadata.name: _serves(p)
-                            for p in pods
-                            if not p.metadata.deletion_timestamp
-                        }
+                        {p.metadata.name: _serves(p) for p in live},
+                        {p.metadata.name: p.metadata.labels or {} for p in live},
                     )
                 except Exception:  # the namespace may be going away at the end of a test
                     pass

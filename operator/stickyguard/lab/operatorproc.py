@@ -61,6 +61,7 @@ class OperatorProcess:
     ) -> None:
         self.sup, self.kubeconfig, self.url, self.name = sup, kubeconfig, prometheus_url, name
         self.webhook = webhook
+        self.gate_port = gate_port
         self.child: Child | None = None
 
     def start(self) -> None:
@@ -76,6 +77,8 @@ class OperatorProcess:
         if self.webhook:
             port, cert, key = self.webhook
             argv += [f"--webhook-port={port}", f"--webhook-cert={cert}", f"--webhook-key={key}"]
+        if self.gate_port:
+            argv.append(f"--gate-port={self.gate_port}")
         self.child = self.sup.start(self.name, argv)
 
     def kill(self) -> None:

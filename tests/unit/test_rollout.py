@@ -1,0 +1,116 @@
+"""The rollout guard and the gate on plain data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from planner_fixtures import NOW, policy
+from stickyguard.analysis import PodMeta, PodSample
+from stickyguard.gate import gate_answer
+from stickyguard.planner import DEGRADED_COST, PodState, deletion_costs
+from stickyguard.rollout import (
+    FAIL,
+    FLEET_WIDE,
+    HOLD,
+    INCONCLUSIVE,
+    PASS,
+    PAUSE,
+    RESUME,
+    ROLLBACK,
+    Workload,
+    decide,
+    judge,
+)
+
+
+def fleet(
+    new_ratio: float,
+    old_ratio: float,
+    n_new: int = 2,
+    n_old: int = 4,
+    volume: float = 1000,
+    sessions: tuple[float, float] | None = None,
+) -> tuple[list[PodSample], dict[str, PodMeta]]:
+    samples, meta = [], {}
+    for i in range(n_new + n_old):
+        new = i < n_new
+        name = f"{'new' if new else 'old'}-{i}"
+        r = new_ratio if new else old_ratio
+        active = None if sessions is None else sessions[0 if new else 1]
+        samples.append(PodSample(name, volume, volume * r, active))
+        meta[name] = PodMeta(name, labels={"pod-template-hash": "h2" if new else "h1"})
+    return samples, meta
+
+
+W = Workload("web", paused=False, new_hash="h2", revision="2", rolling=True, new_ready=2)
+
+
+def test_bad_new_version_fails() -> None:
+    v = judge(policy(), *fleet(0.1, 0.001), "h2")
+    assert v.verdict == FAIL and v.p_value is not None and v.p_value < 1e-6
+    assert (v.new.pods, v.old.pods) == (2, 4)
+
+
+def test_healthy_new_version_passes() -> None:
+    assert judge(policy(), *fleet(0.0012, 0.001), "h2").verdict == PASS
+
+
+def test_old_and_new_degraded_alike_is_fleet_wide() -> None:
+    assert judge(policy(), *fleet(0.05, 0.05), "h2").verdict == FLEET_WIDE
+
+
+def test_thin_new_cohort_is_inconclusive() -> None:
+    assert judge(policy(), *fleet(0.5, 0.001, volume=10), "h2").verdict == INCONCLUSIVE
+
+
+def test_stickiness_drift_is_reported() -> None:
+    v = judge(policy(), *fleet(0.001, 0.001, sessions=(5, 45)), "h2")
+    assert v.pod_share == 2 / 6
+    assert v.session_share == 10 / (10 + 180)
+
+
+def test_decide_pause_and_rollback() -> None:
+    v = judge(policy(), *fleet(0.1, 0.001), "h2")
+    assert decide(policy(), W, v, NOW)[0] == PAUSE
+    assert decide(policy(), dataclasses.replace(W, paused=True), v, NOW)[0] is None
+    rb = policy(actions={"rollout": {"onCanaryDegraded": "Rollback"}})
+    assert decide(rb, W, v, NOW)[0] == ROLLBACK
+    off = policy(actions={"rollout": {"onCanaryDegraded": "None"}})
+    assert decide(off, W, v, NOW)[0] is None
+    assert decide(policy(), dataclasses.replace(W, rolling=False), v, NOW)[0] is None
+
+
+def test_hold_then_resume_when_healthy() -> None:
+    p = policy(actions={"rollout": {"holdSeconds": 60}}, workloadRef={"name": "web"})
+    ok = judge(p, *fleet(0.001, 0.001), "h2")
+    assert decide(p, W, ok, NOW)[0] == HOLD
+    held = dataclasses.replace(W, paused=True, paused_by_us=True, hold_started=NOW)
+    assert decide(p, held, ok, NOW + 30)[0] is None
+    assert decide(p, held, ok, NOW + 61)[0] == RESUME
+    bad = judge(p, *fleet(0.1, 0.001), "h2")
+    assert decide(p, held, bad, NOW + 61)[0] is None  # already paused: stays paused
+    done = dataclasses.replace(W, hold_done=True)
+    assert decide(p, done, ok, NOW)[0] is None
+
+
+def test_gate_answers() -> None:
+    verdicts = {
+        ("ns", "web"): {"verdict": "pass", "reason": "ok", "time": NOW, "interval": 15},
+        ("ns", "bad"): {"verdict": "fail", "reason": "x", "time": NOW, "interval": 15},
+    }
+    assert gate_answer(verdicts, "ns", "web", "flagger", NOW)[0] == 200
+    assert gate_answer(verdicts, "ns", "bad", "flagger", NOW)[0] == 412
+    status, body = gate_answer(verdicts, "ns", "bad", "argo", NOW)
+    assert status == 200 and body["verdict"] == "fail" and body["pass"] is False
+    assert gate_answer(verdicts, "ns", "nope", "argo", NOW)[0] == 404
+    status, body = gate_answer(verdicts, "ns", "web", "flagger", NOW + 100)
+    assert status == 503 and body["verdict"] == "unknown"
+
+
+def test_deletion_costs_rank_degraded_then_fewest_sessions() -> None:
+    pods = [PodState(n) for n in ("a", "b", "c", "d")]
+    costs = deletion_costs(pods, ["d"], {"a": 100, "b": 3, "c": None, "d": 500})
+    assert costs["d"] == DEGRADED_COST
+    assert costs["c"] < costs["b"] < costs["a"]
+    # small changes in sessions do not change the cost (no write storms)
+    assert deletion_costs(pods, [], {"a": 101})["a"] == deletion_costs(pods, [], {"a": 120})["a"]
