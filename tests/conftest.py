@@ -48,26 +48,8 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def crd_installed(lab: testenv.LabEnv, api_client: client.ApiClient) -> None:
-    """The StickyPolicy CRD, applied server-side and established."""
-    from policies import CRD
-    from stickyguard.lab.kubectl import kubectl
-    from support import wait_for
+def crd_installed(lab: testenv.LabEnv) -> None:
+    """The StickyPolicy CRD, applied server-side, established and served."""
+    from stickyguard.lab.operatorproc import install_crd
 
-    kubectl(lab.binaries.kubectl, lab.kubeconfig, "apply", "--server-side", "-f", str(CRD))
-    kubectl(
-        lab.binaries.kubectl,
-        lab.kubeconfig,
-        "wait",
-        "--for=condition=Established",
-        "crd/stickypolicies.stickyguard.dev",
-        "--timeout=30s",
-    )
-    custom = client.CustomObjectsApi(api_client)
-    wait_for(
-        lambda: (
-            custom.list_cluster_custom_object("stickyguard.dev", "v1alpha1", "stickypolicies")
-            is not None
-        ),
-        what="StickyPolicy served",
-    )
+    install_crd(lab)

@@ -9,9 +9,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_for(
-    fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
-) -> T:
+def wait_for(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.1,
+             what: str = "condition", detail: Callable[[], object] | None = None) -> T:
     """Polls fn until it returns something truthy; raises with the last value on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -24,7 +23,8 @@ def wait_for(
             if last:
                 return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    extra = f"\n{detail()}" if detail else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}{extra}")
 
 
 def gated_deployment(

@@ -112,6 +112,7 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.scanning.disabled = True  # no need to watch CRDs/namespaces (and no RBAC for it)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per timer tick
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     hook = _state().webhook
     if hook is not None:

@@ -90,7 +90,16 @@ def apply_guard(
         # As `kubectl rollout undo`: the previous ReplicaSet's template, without the hash label.
         template = copy.deepcopy(apps.api_client.sanitize_for_serialization(previous.spec.template))
         template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
-        spec.update(template=template, paused=False)
+        # A JSON patch replaces the template whole; a merge patch would keep labels the new
+        # template added (and so never return to the old one).
+        apps.patch_namespaced_deployment(
+            w.name,
+            policy.namespace,
+            [
+                {"op": "replace", "path": "/spec/template", "value": template},
+                {"op": "replace", "path": "/spec/paused", "value": False},
+            ],
+        )
         ann.update(
             {
                 PAUSED_BY: None,

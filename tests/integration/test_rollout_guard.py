@@ -107,7 +107,8 @@ def test_rollback_returns_to_the_previous_template(
         d = deployment(apps, namespace)
         return (d.spec.template.metadata.labels or {}).get("version") != "v2"
 
-    wait_for(rolled_back, timeout=90, what=f"template rolled back\n{operator.log()}")
+    wait_for(rolled_back, timeout=90, what="template rolled back",
+             detail=lambda: rollout_section(custom, namespace))
     # ...and the rollout completes back to it: every pod is of the old template again.
     wait_for(
         lambda: (

@@ -26,6 +26,7 @@ from stickyguard.lab.loadgen import run_load
 from stickyguard.lab.nodeagent import loopback_for
 from stickyguard.lab.operatorproc import (
     OperatorProcess,
+    install_crd,
     install_rbac,
     service_account_kubeconfig,
 )
@@ -220,22 +221,7 @@ class Demo:
         sup = Supervisor(self.state_dir)
         sync = None
         try:
-            kubectl(
-                env.binaries.kubectl,
-                env.kubeconfig,
-                "apply",
-                "--server-side",
-                "-f",
-                str(_repo() / "crds" / "stickypolicy.yaml"),
-            )
-            kubectl(
-                env.binaries.kubectl,
-                env.kubeconfig,
-                "wait",
-                "--for=condition=Established",
-                "crd/stickypolicies.stickyguard.dev",
-                "--timeout=30s",
-            )
+            install_crd(env)
             install_rbac(env)
             _apply(env, _workload())
             api = config.new_client_from_config(config_file=str(env.kubeconfig))
@@ -273,12 +259,6 @@ class Demo:
                 sync.stop()
             sup.stop_all()
             env.down()
-
-
-def _repo() -> Path:
-    from stickyguard.lab.binaries import REPO_ROOT
-
-    return REPO_ROOT
 
 
 def table(report: dict[str, Any]) -> str:

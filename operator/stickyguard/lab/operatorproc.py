@@ -58,6 +58,7 @@ class OperatorProcess:
         prometheus_url: str,
         name: str = "operator",
         webhook: tuple[int, Path, Path] | None = None,
+        gate_port: int = 0,
     ) -> None:
         self.sup, self.kubeconfig, self.url, self.name = sup, kubeconfig, prometheus_url, name
         self.webhook = webhook
@@ -134,3 +135,30 @@ def register_webhook(lab: testenv.LabEnv, port: int) -> None:
         "-",
         stdin=yaml.safe_dump(body),
     )
+
+
+def install_crd(lab: testenv.LabEnv, timeout: float = 60.0) -> None:
+    """Applies the StickyPolicy CRD server-side and waits until it is Established and served."""
+    import time
+
+    crd = REPO / "crds" / "stickypolicy.yaml"
+    kubectl(lab.binaries.kubectl, lab.kubeconfig, "apply", "--server-side", "-f", str(crd))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = kubectl(
+            lab.binaries.kubectl,
+            lab.kubeconfig,
+            "get",
+            "crd",
+            "stickypolicies.stickyguard.dev",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+            check=False,
+        )
+        served = kubectl(
+            lab.binaries.kubectl, lab.kubeconfig, "get", "stickypolicies", "-A", check=False
+        )
+        if out.stdout.strip() == "True" and served.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the StickyPolicy CRD was not established in time")
