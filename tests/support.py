@@ -9,8 +9,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_for(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.1,
-             what: str = "condition", detail: Callable[[], object] | None = None) -> T:
+def wait_for(
+    fn: Callable[[], T],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "condition",
+    detail: Callable[[], object] | None = None,
+) -> T:
     """Polls fn until it returns something truthy; raises with the last value on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None

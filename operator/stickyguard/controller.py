@@ -315,21 +315,22 @@ def _guard_rollout(
     section = rollout_status(w, verdict, action, why)
     new["rollout"] = section
     failing = verdict is not None and verdict.verdict == FAIL
-    reason = (
-        "RolledBack"
-        if action == ROLLBACK
-        else "RolloutPaused"
-        if failing and (w.paused or action == PAUSE)
-        else "NewVersionDegraded"
-        if failing
-        else "NoRollout"
-        if not w.rolling
-        else "RolloutHealthy"
-    )
+    # A rollout this policy paused stays reported as paused until a person resumes it, even
+    # when the drained bad pods leave the new cohort without traffic (inconclusive).
+    held_by_us = w.paused and w.paused_by_us and w.hold_started is None
+    if action == ROLLBACK:
+        reason = "RolledBack"
+    elif (failing and (w.paused or action == PAUSE)) or held_by_us or action == PAUSE:
+        reason = "RolloutPaused"
+    elif failing:
+        reason = "NewVersionDegraded"
+    elif w.hold_started is not None and not w.hold_done:
+        reason = "RolloutHeld"
+    else:
+        reason = "RolloutHealthy" if w.rolling else "NoRollout"
+    ok = not (failing or held_by_us or action in (PAUSE, ROLLBACK))
     new["conditions"].append(
-        status_mod.condition(
-            "RolloutGuarded", not failing, reason, why, policy.generation, now, old
-        )
+        status_mod.condition("RolloutGuarded", ok, reason, why, policy.generation, now, old)
     )
     if verdict is not None:
         st.verdicts[key] = {

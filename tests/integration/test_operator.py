@@ -432,3 +432,48 @@ def test_service_label_drain_takes_the_pod_out_of_the_slice(
         wait_for(lambda: pods[0] in in_slice(), timeout=30, what="restored on request")
     finally:
         exporter.stop()
+
+
+def test_two_replicas_only_the_lease_holder_acts(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    api_client: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    leases = client.CoordinationV1Api(api_client)
+
+    def holder() -> str:
+        return str(
+            leases.read_namespaced_lease(
+                "stickyguard-leader", "stickyguard-system"
+            ).spec.holder_identity
+        )
+
+    assert holder() == operator.name
+    sup = Supervisor(tmp_path)
+    second = OperatorProcess(sup, operator.kubeconfig, operator.url, name="operator-2")
+    second.start()
+    try:
+        create_policy(
+            custom,
+            policy_body(
+                "web", namespace, actions={"drain": {"method": "ReadinessGate", "evict": False}}
+            ),
+        )
+        pods = fleet.wait_all_ready()
+        fleet.exporter.set_ratio(pods[0], 0.2)
+        wait_for(lambda: pods[0] not in fleet.ready(), timeout=60, what="drained")
+        time.sleep(6)
+        assert holder() == operator.name
+        assert len(events(core, namespace, "Drained")) == 1, "one replica acted, once"
+        # Failover: the follower takes over once the leader's lease expires.
+        operator.kill()
+        wait_for(lambda: holder() == "operator-2", timeout=40, what="failover")
+    finally:
+        second.stop()
+        if operator.child is None:
+            operator.start()
+        wait_for(lambda: holder() == operator.name, timeout=60, what="leader again")

@@ -78,9 +78,11 @@ def test_bad_new_version_is_paused_before_completion(
     dep = deployment(apps, namespace)
     assert dep.metadata.annotations["stickyguard.dev/paused-by"] == "web"
     assert (dep.status.updated_replicas or 0) < 6, "paused before it completed"
+    assert dep.metadata.annotations["stickyguard.dev/paused-reason"].startswith("new version")
+    # Once the bad new pod is also drained the new cohort may have no traffic (inconclusive);
+    # the rollout stays paused and reported so.
     section = rollout_section(custom, namespace)
-    assert section["verdict"] == "fail"
-    assert section["newCohort"]["badRatio"] > 0.1
+    assert section["verdict"] in ("fail", "inconclusive")
     c = condition(get_policy(custom, namespace, "web"), "RolloutGuarded")
     assert c is not None and c["status"] == "False" and c["reason"] == "RolloutPaused"
     assert events(core, namespace, "RolloutPaused")
@@ -107,8 +109,12 @@ def test_rollback_returns_to_the_previous_template(
         d = deployment(apps, namespace)
         return (d.spec.template.metadata.labels or {}).get("version") != "v2"
 
-    wait_for(rolled_back, timeout=90, what="template rolled back",
-             detail=lambda: rollout_section(custom, namespace))
+    wait_for(
+        rolled_back,
+        timeout=90,
+        what="template rolled back",
+        detail=lambda: rollout_section(custom, namespace),
+    )
     # ...and the rollout completes back to it: every pod is of the old template again.
     wait_for(
         lambda: (
