@@ -10,11 +10,18 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from stickyguard.cluster import DRAIN_REASON, DRAINED_AT, DRAINED_BY, UNDRAIN
-from stickyguard.planner import DRAIN, EVICT, MARK_SERVING, RESTORE, Action
+from stickyguard.cluster import (
+    CORDONED_BY,
+    DRAIN_REASON,
+    DRAINED_AT,
+    DRAINED_BY,
+    ISOLATED_AT,
+    UNDRAIN,
+)
+from stickyguard.planner import CORDON, DRAIN, EVICT, ISOLATE, MARK_SERVING, RESTORE, Action
 from stickyguard.policy import SERVING, Policy
 
-OWNED_ANNOTATIONS = (DRAINED_BY, DRAINED_AT, DRAIN_REASON, UNDRAIN)
+OWNED_ANNOTATIONS = (DRAINED_BY, DRAINED_AT, DRAIN_REASON, UNDRAIN, ISOLATED_AT)
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,38 @@ class Actuator:
         self.core.create_namespaced_pod_eviction(a.pod, policy.namespace, body)
         return "evicted"
 
+    def isolate(self, policy: Policy, a: Action) -> None:
+        # Without its pod-template-hash the pod no longer matches its ReplicaSet, which
+        # releases it and starts a replacement at once; the pod stays (drained) for forensics.
+        self._patch_meta(
+            policy.namespace, a.pod, {"pod-template-hash": None}, {ISOLATED_AT: _now()}
+        )
+
+    def cordon(self, policy: Policy, node: str, reason: str) -> None:
+        self.core.patch_node(
+            node,
+            {
+                "spec": {"unschedulable": True},
+                "metadata": {
+                    "annotations": {
+                        CORDONED_BY: f"{policy.namespace}/{policy.name}",
+                        "stickyguard.dev/cordon-reason": reason[:500],
+                    }
+                },
+            },
+        )
+
+    def uncordon(self, node: str) -> None:
+        self.core.patch_node(
+            node,
+            {
+                "spec": {"unschedulable": False},
+                "metadata": {
+                    "annotations": {CORDONED_BY: None, "stickyguard.dev/cordon-reason": None}
+                },
+            },
+        )
+
     def apply(self, policy: Policy, a: Action) -> Outcome:
         try:
             if a.kind == MARK_SERVING:
@@ -113,6 +152,10 @@ class Actuator:
                 self.restore(policy, a)
             elif a.kind == EVICT:
                 self.evict(policy, a)
+            elif a.kind == ISOLATE:
+                self.isolate(policy, a)
+            elif a.kind == CORDON:
+                self.cordon(policy, a.node, a.reason)
             else:
                 raise ValueError(f"unknown action {a.kind}")
         except ApiException as e:

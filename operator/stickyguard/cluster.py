@@ -57,6 +57,8 @@ DRAINED_BY = "stickyguard.dev/drained-by"
 DRAINED_AT = "stickyguard.dev/drained-at"
 DRAIN_REASON = "stickyguard.dev/drain-reason"
 UNDRAIN = "stickyguard.dev/undrain"
+ISOLATED_AT = "stickyguard.dev/isolated-at"
+CORDONED_BY = "stickyguard.dev/cordoned-by"
 
 
 def pod_state(pod: Any, policy: Policy) -> PodState:
@@ -81,4 +83,15 @@ def pod_state(pod: Any, policy: Policy) -> PodState:
         drain_reason=annotations.get(DRAIN_REASON, ""),
         undrain=UNDRAIN in annotations,
         deleting=pod.metadata.deletion_timestamp is not None,
+        isolated_at=parse_rfc3339(annotations.get(ISOLATED_AT)),
+    )
+
+
+def cordoned_nodes(core: client.CoreV1Api, policy: Policy) -> frozenset[str]:
+    """Nodes this policy cordoned and that are still unschedulable."""
+    owner = f"{policy.namespace}/{policy.name}"
+    return frozenset(
+        n.metadata.name
+        for n in core.list_node().items
+        if (n.metadata.annotations or {}).get(CORDONED_BY) == owner and n.spec.unschedulable
     )

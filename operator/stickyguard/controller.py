@@ -21,13 +21,23 @@ from kubernetes.client.rest import ApiException
 from stickyguard import status as status_mod
 from stickyguard.actuate import Actuator
 from stickyguard.analysis import Findings, PodMeta, PodSample, Track, analyze
-from stickyguard.cluster import DRAINED_BY, node_zones, pod_meta, pod_state, selected_pods
+from stickyguard.cluster import (
+    CORDONED_BY,
+    DRAINED_BY,
+    cordoned_nodes,
+    node_zones,
+    pod_meta,
+    pod_state,
+    selected_pods,
+)
 from stickyguard.leader import LeaseElector
 from stickyguard.metrics import PrometheusReader
 from stickyguard.planner import (
+    CORDON,
     DELETION_COST,
     DRAIN,
     EVICT,
+    ISOLATE,
     RESTORE,
     Action,
     ActionRecord,
@@ -241,14 +251,15 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
             sessions = {s.pod: s.active_sessions for s in snap.samples}
             samples = snap.samples
     history = _history(old, now)
-    the_plan = plan(policy, states, findings, problem, history, now, sessions)
+    cordoned = cordoned_nodes(core, policy) if policy.actions.cordon_node else frozenset()
+    the_plan = plan(policy, states, findings, problem, history, now, sessions, cordoned)
     outcomes = [Actuator(st.api).apply(policy, a) for a in the_plan.actions]
     failed = [f"{o.action.pod}: {o.action.kind} failed: {o.detail}" for o in outcomes if not o.done]
     done = [o.action for o in outcomes if o.done]
     done_plan = the_plan.__class__(tuple(done), the_plan.would, the_plan.blocked + tuple(failed))
     for a in done:
-        if a.kind in (DRAIN, EVICT):
-            history.append(ActionRecord(now, a.kind, a.pod))
+        if a.kind in (DRAIN, EVICT, ISOLATE, CORDON):
+            history.append(ActionRecord(now, a.kind, a.pod or a.node))
     new = status_mod.build_status(policy, states, findings, problem, done_plan, old, now)
     new["recentActions"] = [
         {"time": status_mod.rfc3339(r.time), "action": r.action, "pod": r.pod} for r in history
@@ -405,6 +416,16 @@ def _deleted(body: kopf.Body, **_: Any) -> None:
             reason="Restored",
             message=f"{p.metadata.name}: policy deleted",
         )
+    actuator = Actuator(st.api)
+    for node in core.list_node().items:
+        if (node.metadata.annotations or {}).get(CORDONED_BY) == f"{ns}/{name}":
+            actuator.uncordon(node.metadata.name)
+            kopf.event(
+                body,
+                type="Normal",
+                reason="Uncordoned",
+                message=f"node {node.metadata.name}: policy deleted",
+            )
     st.tracks.pop((ns, name), None)
     st.last_run.pop((ns, name), None)
 

@@ -23,6 +23,8 @@ from stickyguard.analysis import CONCENTRATED, Findings
 from stickyguard.policy import Policy
 
 MARK_SERVING, DRAIN, RESTORE, EVICT = "mark_serving", "drain", "restore", "evict"
+ISOLATE, CORDON = "isolate", "cordon"
+CORDON_MIN_SHARE = 0.8  # cordon only when one node holds this much of the excess bad events
 _HOUR = 3600.0
 
 
@@ -40,6 +42,7 @@ class PodState:
     drain_reason: str = ""
     undrain: bool = False
     deleting: bool = False
+    isolated_at: float | None = None  # left its ReplicaSet, kept for forensics
 
 
 @dataclass(frozen=True)
@@ -84,16 +87,20 @@ def plan(
     history: Sequence[ActionRecord],
     now: float,
     sessions: Mapping[str, float | None] | None = None,
+    cordoned: frozenset[str] = frozenset(),
 ) -> Plan:
     """One cycle's plan. `findings` is None (and `metrics_problem` says why) when the metrics
-    snapshot could not be used."""
+    snapshot could not be used; `cordoned` are the nodes this policy has cordoned."""
     sessions = sessions or {}
     safety, drain_spec = policy.safety, policy.actions.drain
     live = [p for p in pods if not p.deleting]
     mine = [p for p in live if p.drained_by == policy.name]
+    members = [p for p in live if p.isolated_at is None]  # isolated pods left the workload
     actions: list[Action] = []
     blocked: list[str] = []
-    recent = [r for r in history if now - r.time < _HOUR and r.action in (DRAIN, EVICT)]
+    recent = [
+        r for r in history if now - r.time < _HOUR and r.action in (DRAIN, EVICT, ISOLATE, CORDON)
+    ]
     budget_left = safety.max_actions_per_hour - len(recent)
     usable = findings is not None and metrics_problem is None
 
@@ -101,6 +108,8 @@ def plan(
     restoring: set[str] = set()
     tracks = findings.tracks if findings else {}
     for p in mine:
+        if p.isolated_at is not None:
+            continue  # it has left its ReplicaSet: it is only deleted, after its TTL
         if p.undrain:
             actions.append(
                 Action(RESTORE, p.name, "requested with stickyguard.dev/undrain", p.node)
@@ -122,29 +131,40 @@ def plan(
             )
             restoring.add(p.name)
 
-    # 2. evictions
-    if drain_spec.evict:
-        for p in mine:
-            if p.name in restoring:
-                continue
-            active = sessions.get(p.name)
-            drained_for = now - (p.drained_at if p.drained_at is not None else now)
-            if active is not None and active <= 0:
-                why = "its sessions have moved to other pods"
-            elif drained_for >= drain_spec.drain_timeout_seconds:
-                why = f"drained for {drained_for:.0f}s (drainTimeoutSeconds)"
-            else:
-                continue
-            if not usable:
-                blocked.append(f"{p.name}: eviction held: metrics unavailable ({metrics_problem})")
-            elif budget_left <= 0:
-                blocked.append(
-                    f"{p.name}: eviction held: maxActionsPerHour "
-                    f"{safety.max_actions_per_hour} reached"
+    # 2. evictions, or isolation (a replacement at once, the pod kept for forensics)
+    isolate = policy.actions.isolate
+    for p in mine:
+        if p.isolated_at is not None:
+            if now - p.isolated_at >= isolate.ttl_seconds:
+                actions.append(
+                    Action(
+                        EVICT,
+                        p.name,
+                        f"isolated for {now - p.isolated_at:.0f}s (isolate.ttlSeconds)",
+                        p.node,
+                    )
                 )
-            else:
-                actions.append(Action(EVICT, p.name, why, p.node))
-                budget_left -= 1
+            continue
+        if p.name in restoring or not (drain_spec.evict or isolate.enabled):
+            continue
+        active = sessions.get(p.name)
+        drained_for = now - (p.drained_at if p.drained_at is not None else now)
+        if active is not None and active <= 0:
+            why = "its sessions have moved to other pods"
+        elif drained_for >= drain_spec.drain_timeout_seconds:
+            why = f"drained for {drained_for:.0f}s (drainTimeoutSeconds)"
+        else:
+            continue
+        kind = ISOLATE if isolate.enabled else EVICT
+        if not usable:
+            blocked.append(f"{p.name}: {kind} held: metrics unavailable ({metrics_problem})")
+        elif budget_left <= 0:
+            blocked.append(
+                f"{p.name}: {kind} held: maxActionsPerHour {safety.max_actions_per_hour} reached"
+            )
+        else:
+            actions.append(Action(kind, p.name, why, p.node))
+            budget_left -= 1
 
     # 3. drains
     if usable and findings is not None and findings.classification == CONCENTRATED:
@@ -154,8 +174,8 @@ def plan(
             (n for n in findings.degraded_pods if n in by_name and by_name[n].drained_by is None),
             key=lambda n: (-ratio.get(n, 0.0), n),
         )
-        max_drained = math.floor(len(live) * safety.max_drained_percent / 100)
-        drained_count = len(mine) - len(restoring)
+        max_drained = math.floor(len(members) * safety.max_drained_percent / 100)
+        drained_count = sum(1 for p in mine if p.isolated_at is None) - len(restoring)
         serving = sum(1 for p in live if p.ready and p.drained_by is None)
         last_drain = max((r.time for r in history if r.action == DRAIN), default=-math.inf)
         cooling = now - last_drain < safety.cooldown_seconds
@@ -169,7 +189,7 @@ def plan(
                 blocked.append(
                     f"{name}: not drained: maxDrainedPercent "
                     f"{safety.max_drained_percent} allows {max_drained} of "
-                    f"{len(live)} pods drained at once"
+                    f"{len(members)} pods drained at once"
                 )
             elif serving - 1 < safety.min_ready_pods:
                 blocked.append(
@@ -189,7 +209,35 @@ def plan(
     elif findings is not None and findings.degraded_pods and not usable:
         blocked.append(f"no drains: metrics unavailable ({metrics_problem})")
 
-    # 4. the serving condition of gated pods
+    # 4. cordon the node the degradation concentrates on (undone when the policy is deleted)
+    conc = findings.concentration if findings else None
+    if (
+        policy.actions.cordon_node
+        and usable
+        and findings is not None
+        and conc is not None
+        and findings.classification == CONCENTRATED
+        and conc.dimension == "node"
+        and conc.share >= CORDON_MIN_SHARE
+        and conc.value not in cordoned
+    ):
+        if budget_left > 0:
+            actions.append(
+                Action(
+                    CORDON,
+                    "",
+                    f"{conc.share:.0%} of the excess bad events are on node {conc.value}",
+                    conc.value,
+                )
+            )
+            budget_left -= 1
+        else:
+            blocked.append(
+                f"node {conc.value}: not cordoned: maxActionsPerHour "
+                f"{safety.max_actions_per_hour} reached"
+            )
+
+    # 5. the serving condition of gated pods
     marks = []
     if drain_spec.method == "ReadinessGate":
         drained_now = {a.pod for a in actions if a.kind == DRAIN}

@@ -9,12 +9,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from stickyguard.analysis import CONCENTRATED, FLEET_WIDE, Findings
-from stickyguard.planner import DRAIN, EVICT, RESTORE, Plan, PodState
+from stickyguard.planner import CORDON, DRAIN, EVICT, ISOLATE, RESTORE, Plan, PodState
 from stickyguard.policy import Policy
 
 # CamelCase Event reasons for actions (and their DryRun twins).
-ACTION_REASONS = {DRAIN: "Drained", EVICT: "Evicted", RESTORE: "Restored"}
-WOULD_REASONS = {DRAIN: "WouldDrain", EVICT: "WouldEvict", RESTORE: "WouldRestore"}
+ACTION_REASONS = {
+    DRAIN: "Drained",
+    EVICT: "Evicted",
+    RESTORE: "Restored",
+    ISOLATE: "Isolated",
+    CORDON: "Cordoned",
+}
+WOULD_REASONS = {
+    DRAIN: "WouldDrain",
+    EVICT: "WouldEvict",
+    RESTORE: "WouldRestore",
+    ISOLATE: "WouldIsolate",
+    CORDON: "WouldCordon",
+}
 
 
 def rfc3339(t: float) -> str:
@@ -98,7 +110,13 @@ def build_status(
         if p.drained_by == policy.name or kind == DRAIN:
             reason = p.drain_reason or next((a.reason for a in plan.actions if a.pod == p.name), "")
             since = rfc3339(p.drained_at) if p.drained_at else ts
-            phase = "Evicting" if kind == EVICT else "Draining"
+            phase = (
+                "Evicting"
+                if kind == EVICT
+                else "Isolated"
+                if kind == ISOLATE or p.isolated_at is not None
+                else "Draining"
+            )
             drained.append(
                 {"pod": p.name, "node": p.node, "since": since, "reason": reason, "phase": phase}
             )
@@ -234,8 +252,8 @@ def events(previous: Mapping[str, Any], status: Mapping[str, Any], plan: Plan) -
                 Event(
                     "Normal" if a.kind == RESTORE else "Warning",
                     ACTION_REASONS[a.kind],
-                    f"{a.pod}: {a.reason}",
-                    a.pod,
+                    f"{a.pod or a.node}: {a.reason}",
+                    a.pod or None,
                 )
             )
     old_would = {d["pod"] for d in previous.get("drained") or [] if d.get("phase") == "WouldDrain"}

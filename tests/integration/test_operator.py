@@ -477,3 +477,106 @@ def test_two_replicas_only_the_lease_holder_acts(
         if operator.child is None:
             operator.start()
         wait_for(lambda: holder() == operator.name, timeout=60, what="leader again")
+
+
+def test_isolate_starts_a_replacement_at_once_and_deletes_after_ttl(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+) -> None:
+    create_policy(
+        custom,
+        policy_body(
+            "web",
+            namespace,
+            actions={
+                "drain": {"method": "ReadinessGate", "drainTimeoutSeconds": 5, "evict": True},
+                "isolate": {"enabled": True, "ttlSeconds": 60},
+            },
+        ),
+    )
+    pods = fleet.wait_all_ready()
+    bad = pods[0]
+    fleet.exporter.set_ratio(bad, 0.2)
+
+    def isolated() -> Any:
+        p = core.read_namespaced_pod(bad, namespace)
+        return "pod-template-hash" not in (p.metadata.labels or {}) and p
+
+    pod = wait_for(isolated, timeout=90, what=f"isolated\n{operator.log()}")
+    assert "stickyguard.dev/isolated-at" in pod.metadata.annotations
+    # The ReplicaSet let it go and started a replacement at once; the pod is kept.
+    wait_for(
+        lambda: not core.read_namespaced_pod(bad, namespace).metadata.owner_references,
+        timeout=30,
+        what="released by its ReplicaSet",
+    )
+    wait_for(
+        lambda: (
+            len(
+                [
+                    p
+                    for p in fleet.pods()
+                    if p.metadata.name != bad
+                    and any(
+                        c.type == "Ready" and c.status == "True" for c in p.status.conditions or []
+                    )
+                ]
+            )
+            == 6
+        ),
+        timeout=60,
+        what="six serving pods besides the isolated one",
+    )
+    assert events(core, namespace, "Isolated")
+    wait_for(
+        lambda: bad not in {p.metadata.name for p in fleet.pods()},
+        timeout=120,
+        what="deleted after its TTL",
+    )
+
+
+def test_cordon_the_node_the_damage_concentrates_on(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+) -> None:
+    create_policy(
+        custom,
+        policy_body(
+            "web",
+            namespace,
+            actions={"cordonNode": True, "drain": {"method": "ReadinessGate", "evict": False}},
+            safety={"maxDrainedPercent": 50, "minReadyPods": 2, "cooldownSeconds": 0},
+        ),
+    )
+    fleet.wait_all_ready()
+    by_node: dict[str, list[str]] = {}
+    for p in fleet.pods():
+        by_node.setdefault(p.spec.node_name, []).append(p.metadata.name)
+    node, bad = next((n, ps) for n, ps in sorted(by_node.items()) if len(ps) >= 2)
+    for p in bad:
+        fleet.exporter.set_ratio(p, 0.2)
+    try:
+        wait_for(
+            lambda: core.read_node(node).spec.unschedulable,
+            timeout=90,
+            what=f"{node} cordoned\n{operator.log()}",
+        )
+        n = core.read_node(node)
+        assert n.metadata.annotations["stickyguard.dev/cordoned-by"] == f"{namespace}/web"
+        others = [x.metadata.name for x in core.list_node().items if x.metadata.name != node]
+        assert not any(core.read_node(o).spec.unschedulable for o in others)
+        assert events(core, namespace, "Cordoned")
+        custom.delete_namespaced_custom_object(GVR[0], GVR[1], namespace, GVR[2], "web")
+        wait_for(
+            lambda: not core.read_node(node).spec.unschedulable,
+            timeout=30,
+            what="uncordoned when the policy is deleted",
+        )
+    finally:
+        core.patch_node(node, {"spec": {"unschedulable": False}})

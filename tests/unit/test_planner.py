@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner_fixtures import NOW, findings, pods, policy
-from stickyguard.analysis import Findings, PodSample, Track, analyze
+from stickyguard.analysis import Findings, PodMeta, PodSample, Track, analyze
 from stickyguard.planner import (
+    CORDON,
     DRAIN,
     EVICT,
+    ISOLATE,
     MARK_SERVING,
     RESTORE,
     ActionRecord,
@@ -257,3 +259,45 @@ def test_invariants(sit: tuple[Policy, list[PodState], Findings | None, str | No
         history = [ActionRecord(NOW, a.kind, a.pod) for a in drains]
         again = plan(p, apply(states, pl, "p"), f, problem, history, NOW)
         assert not [a for a in again.actions if a.kind in (DRAIN, MARK_SERVING)]
+
+
+def test_isolate_instead_of_evict_then_delete_after_ttl() -> None:
+    p = policy(
+        actions={
+            "isolate": {"enabled": True, "ttlSeconds": 600},
+            "drain": {"drainTimeoutSeconds": 60},
+        }
+    )
+    f = findings(p, [0.001] * 6)
+    s = pods(6)
+    s[0] = dataclasses.replace(s[0], drained_by="p", drained_at=NOW - 100)
+    assert kinds(plan(p, s, f, None, [], NOW)) == [(ISOLATE, "pod-00")]
+    s[0] = dataclasses.replace(s[0], isolated_at=NOW - 100)
+    assert kinds(plan(p, s, f, None, [], NOW)) == []
+    s[0] = dataclasses.replace(s[0], isolated_at=NOW - 601, undrain=True)
+    assert kinds(plan(p, s, f, None, [], NOW)) == [(EVICT, "pod-00")]
+
+
+def test_isolated_pods_do_not_count_against_max_drained() -> None:
+    p = policy(safety={"maxDrainedPercent": 20})
+    states = [
+        *pods(5),
+        PodState("old", drained_by="p", drained_at=NOW, isolated_at=NOW, ready=False),
+    ]
+    f = findings(p, [0.2, 0.001, 0.001, 0.001, 0.001])
+    assert kinds(plan(p, states, f, None, [], NOW)) == [(DRAIN, "pod-00")]
+
+
+def test_cordon_the_node_holding_the_damage_once() -> None:
+    p = policy(actions={"cordonNode": True}, safety={"maxDrainedPercent": 50})
+    samples = [
+        PodSample(f"pod-{i:02d}", 2000, 2000 * (0.1 if i in (0, 3) else 0.001)) for i in range(9)
+    ]
+    meta = {f"pod-{i:02d}": PodMeta(f"pod-{i:02d}", node=f"n{i % 3}") for i in range(9)}
+    f = analyze(samples, meta, p.detection, p.impact)
+    pl = plan(p, pods(9), f, None, [], NOW)
+    assert (CORDON, "") in kinds(pl)
+    assert next(a for a in pl.actions if a.kind == CORDON).node == "n0"
+    assert (CORDON, "") not in kinds(plan(p, pods(9), f, None, [], NOW, None, frozenset({"n0"})))
+    off = policy(safety={"maxDrainedPercent": 50})
+    assert (CORDON, "") not in kinds(plan(off, pods(9), f, None, [], NOW))

@@ -9,8 +9,8 @@ runs stickyguard (mitigated). Writes demo-report.json with the keys of `stickygu
 
 from __future__ import annotations
 
-import json
 import shutil
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from kubernetes import client, config
 
 from stickyguard.lab import testenv
 from stickyguard.lab.haproxy import EndpointSync, start_haproxy
-from stickyguard.lab.kubectl import kubectl
+from stickyguard.lab.kubectl import apply
 from stickyguard.lab.loadgen import run_load
 from stickyguard.lab.nodeagent import loopback_for
 from stickyguard.lab.operatorproc import (
@@ -107,15 +107,7 @@ def _policy() -> dict[str, Any]:
 
 
 def _apply(env: testenv.LabEnv, objs: list[dict[str, Any]]) -> None:
-    kubectl(
-        env.binaries.kubectl,
-        env.kubeconfig,
-        "apply",
-        "--server-side",
-        "-f",
-        "-",
-        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}),
-    )
+    apply(env.binaries.kubectl, env.kubeconfig, objs)
 
 
 def _get(url: str) -> str:
@@ -167,8 +159,6 @@ class Demo:
             f"{name}: {len(pods)} pods serving; quality bug on {victim.metadata.name} "
             f"({self.s.fault_rate:.0%} of its answers) from t={self.s.fault_at:.0f}s"
         )
-        import threading
-
         onset: dict[str, float] = {}
 
         def inject() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def kubectl(
@@ -19,3 +21,12 @@ def kubectl(
     if check and proc.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
     return proc
+
+
+def apply(kubectl_bin: Path, kubeconfig: Path, source: Path | list[dict[str, Any]]) -> None:
+    """Server-side apply of a manifest file or of objects."""
+    if isinstance(source, Path):
+        kubectl(kubectl_bin, kubeconfig, "apply", "--server-side", "-f", str(source))
+    else:
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": source})
+        kubectl(kubectl_bin, kubeconfig, "apply", "--server-side", "-f", "-", stdin=body)

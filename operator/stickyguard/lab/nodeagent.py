@@ -167,7 +167,10 @@ class NodeAgent:
         wanted = (pod["spec"].get("nodeSelector") or {}).get("kubernetes.io/hostname")
         if wanted:
             return wanted if wanted in self.nodes else None
-        return min(self.nodes, key=lambda n: (len(self.load[n]), n))
+        # As the scheduler would: never onto a cordoned node.
+        cordoned = {n.metadata.name for n in self.api.list_node().items if n.spec.unschedulable}
+        open_nodes = [n for n in self.nodes if n not in cordoned]
+        return min(open_nodes, key=lambda n: (len(self.load[n]), n)) if open_nodes else None
 
     def _bind(self, pod: dict[str, Any]) -> None:
         node = self._pick_node(pod)

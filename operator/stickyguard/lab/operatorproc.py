@@ -8,12 +8,10 @@ import signal
 import sys
 from pathlib import Path
 
-import yaml
-
 from stickyguard.lab import testenv
 from stickyguard.lab.binaries import REPO_ROOT
 from stickyguard.lab.controlplane import write_kubeconfig
-from stickyguard.lab.kubectl import kubectl
+from stickyguard.lab.kubectl import apply, kubectl
 from stickyguard.lab.procs import Child, Supervisor
 
 REPO = REPO_ROOT
@@ -21,14 +19,7 @@ REPO = REPO_ROOT
 
 def install_rbac(lab: testenv.LabEnv) -> None:
     for f in ("namespace.yaml", "rbac.yaml"):
-        kubectl(
-            lab.binaries.kubectl,
-            lab.kubeconfig,
-            "apply",
-            "--server-side",
-            "-f",
-            str(REPO / "manifests" / "base" / f),
-        )
+        apply(lab.binaries.kubectl, lab.kubeconfig, REPO / "manifests" / "base" / f)
 
 
 def service_account_kubeconfig(lab: testenv.LabEnv, path: Path) -> Path:
@@ -126,15 +117,7 @@ def register_webhook(lab: testenv.LabEnv, port: int) -> None:
             }
         ],
     }
-    kubectl(
-        lab.binaries.kubectl,
-        lab.kubeconfig,
-        "apply",
-        "--server-side",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(body),
-    )
+    apply(lab.binaries.kubectl, lab.kubeconfig, [body])
 
 
 def install_crd(lab: testenv.LabEnv, timeout: float = 60.0) -> None:
@@ -142,7 +125,7 @@ def install_crd(lab: testenv.LabEnv, timeout: float = 60.0) -> None:
     import time
 
     crd = REPO / "crds" / "stickypolicy.yaml"
-    kubectl(lab.binaries.kubectl, lab.kubeconfig, "apply", "--server-side", "-f", str(crd))
+    apply(lab.binaries.kubectl, lab.kubeconfig, crd)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = kubectl(
