@@ -72,7 +72,10 @@ def test_readiness_gate_drives_endpointslice(
         ),
         what="3 running pods",
     )
-    assert len({p.status.pod_ip for p in pods}) == 3, "each pod gets its own podIP"
+    assert len({p.status.pod_ip for p in pods}) == 3, (
+        "each pod gets its own podIP",
+        [(p.metadata.name, p.metadata.uid, p.status.pod_ip) for p in pods],
+    )
     assert all(p.spec.node_name.startswith("lab-node-") for p in pods)
     # Gate missing: the node agent must keep the pods NotReady, as kubelet does.
     wait_for(lambda: len(endpoint_readiness(discovery, namespace, "web")) == 3, what="3 endpoints")

@@ -149,10 +149,21 @@ class NodeAgent:
             self.api.patch_node_status(name, status)
 
     # -- pods ------------------------------------------------------------------------------
+    def _ips_in_use(self, uid: str) -> set[str]:
+        """IPs held by other live pods, from memory and from the apiserver: the cluster is the
+        truth, so a lost or stale in-memory entry can never hand out an IP twice."""
+        used = {ip for u, ip in self.ips.items() if u != uid}
+        raw = self.api.list_pod_for_all_namespaces(_preload_content=False)
+        for pod in json.loads(raw.data)["items"]:
+            ip = (pod.get("status") or {}).get("podIP")
+            if ip and pod["metadata"]["uid"] != uid and pod["spec"].get("nodeName") in self.nodes:
+                used.add(ip)
+        return used
+
     def _allocate_ip(self, uid: str, current: str | None) -> str:
         if uid in self.ips:
             return self.ips[uid]
-        used = set(self.ips.values())
+        used = self._ips_in_use(uid)
         if current and current not in used:
             self.ips[uid] = current
             return current
@@ -160,6 +171,7 @@ class NodeAgent:
             ip = str(host)
             if ip not in used and not ip.endswith(".0"):
                 self.ips[uid] = ip
+                log.info("pod %s gets %s", uid, ip)
                 return ip
         raise RuntimeError("node agent: loopback IP pool exhausted")
 
