@@ -65,7 +65,7 @@ def test_bad_pod_is_drained_then_evicted_and_replaced(
     assert [d["pod"] for d in obj["status"]["drained"]] == [bad]
     assert " bad vs " in obj["status"]["drained"][0]["reason"]
     assert condition(obj, "Concentrated")["status"] == "True"  # type: ignore[index]
-    assert events(core, namespace, "Drained"), "a Drained event is posted"
+    wait_for(lambda: events(core, namespace, "Drained"), timeout=15, what="Drained event")
     # Only the bad pod was touched.
     assert sorted(fleet.ready()) == sorted(p for p in pods if p != bad)
 
@@ -96,7 +96,7 @@ def test_dry_run_changes_nothing_and_reports_the_plan(
 
     planned = wait_for(would, timeout=60, what=f"WouldDrain in status\n{operator.log()}")
     assert [d["pod"] for d in planned] == [pods[0]]
-    assert events(core, namespace, "WouldDrain")
+    wait_for(lambda: events(core, namespace, "WouldDrain"), timeout=15, what="WouldDrain event")
     # Nothing changed: every pod still serves, none carries a drain record.
     assert fleet.ready() == pods
     for p in fleet.pods():
@@ -192,7 +192,9 @@ def test_budget_allows_exactly_one_of_four_bad_pods(
     assert st["pods"]["drained"] == 1
     assert any("maxDrainedPercent 25 allows 1 of 6" in b for b in st["blocked"])
     assert len([p for p in fleet.pods() if gate(p) == "False"]) == 1
-    assert events(core, namespace, "BudgetBlocked")
+    wait_for(
+        lambda: events(core, namespace, "BudgetBlocked"), timeout=15, what="BudgetBlocked event"
+    )
 
 
 def test_fleet_wide_degradation_drains_nothing(
@@ -530,7 +532,7 @@ def test_isolate_starts_a_replacement_at_once_and_deletes_after_ttl(
         timeout=60,
         what="six serving pods besides the isolated one",
     )
-    assert events(core, namespace, "Isolated")
+    wait_for(lambda: events(core, namespace, "Isolated"), timeout=15, what="Isolated event")
     wait_for(
         lambda: bad not in {p.metadata.name for p in fleet.pods()},
         timeout=120,
@@ -571,7 +573,7 @@ def test_cordon_the_node_the_damage_concentrates_on(
         assert n.metadata.annotations["stickyguard.dev/cordoned-by"] == f"{namespace}/web"
         others = [x.metadata.name for x in core.list_node().items if x.metadata.name != node]
         assert not any(core.read_node(o).spec.unschedulable for o in others)
-        assert events(core, namespace, "Cordoned")
+        wait_for(lambda: events(core, namespace, "Cordoned"), timeout=15, what="Cordoned event")
         custom.delete_namespaced_custom_object(GVR[0], GVR[1], namespace, GVR[2], "web")
         wait_for(
             lambda: not core.read_node(node).spec.unschedulable,

@@ -85,7 +85,9 @@ def test_bad_new_version_is_paused_before_completion(
     assert section["verdict"] in ("fail", "inconclusive")
     c = condition(get_policy(custom, namespace, "web"), "RolloutGuarded")
     assert c is not None and c["status"] == "False" and c["reason"] == "RolloutPaused"
-    assert events(core, namespace, "RolloutPaused")
+    wait_for(
+        lambda: events(core, namespace, "RolloutPaused"), timeout=15, what="RolloutPaused event"
+    )
     # Old pods are untouched: those still there serve, none was drained.
     left = [p for p in fleet.pods() if p.metadata.name in old]
     assert left and all(
@@ -273,4 +275,47 @@ def test_scale_down_removes_the_pods_the_deletion_costs_say(
     wait_for(lambda: len(fleet.pods()) == 3, timeout=60, what="scaled down")
     assert not {p.metadata.name for p in fleet.pods()} & set(fewest), (
         "the real ReplicaSet controller deleted the pods with the fewest sessions"
+    )
+
+
+def test_hold_pauses_then_resumes_a_healthy_rollout(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+    namespace: str,
+) -> None:
+    body = guard_policy(namespace)
+    body["spec"]["actions"]["rollout"]["holdSeconds"] = 20
+    create_policy(custom, body)
+    fleet.wait_all_ready()
+    roll_out(apps, namespace, "v2")
+
+    def held() -> Any:
+        d = deployment(apps, namespace)
+        return (
+            d.spec.paused and "stickyguard.dev/hold-started" in (d.metadata.annotations or {}) and d
+        )
+
+    dep = wait_for(held, timeout=60, what=f"rollout held\n{operator.log()}")
+    assert (dep.status.updated_replicas or 0) < 6
+    wait_for(lambda: events(core, namespace, "RolloutHeld"), timeout=15, what="RolloutHeld event")
+    wait_for(
+        lambda: not deployment(apps, namespace).spec.paused,
+        timeout=60,
+        what="resumed after the hold",
+        detail=lambda: rollout_section(custom, namespace),
+    )
+    assert (
+        deployment(apps, namespace).metadata.annotations["stickyguard.dev/hold-done-revision"]
+        == dep.metadata.annotations["stickyguard.dev/hold-revision"]
+    )
+    wait_for(
+        lambda: (
+            len(fleet.ready()) == 6
+            and all((p.metadata.labels or {}).get("version") == "v2" for p in fleet.pods())
+        ),
+        timeout=120,
+        what="the rollout completes",
     )
