@@ -76,6 +76,7 @@ def test_bad_pod_is_drained_then_evicted_and_replaced(
     )
     after = fleet.wait_all_ready()
     assert bad not in after
+    wait_for(lambda: events(core, namespace, "Evicted"), timeout=15, what="Evicted event")
     assert len(events(core, namespace, "Evicted")) == 1
 
 
@@ -309,16 +310,25 @@ def test_operator_killed_between_drain_and_evict_carries_on(
     bad = pods[0]
     fleet.exporter.set_ratio(bad, 0.2)
     wait_for(lambda: bad not in fleet.ready(), timeout=60, what="drained")
-    operator.kill()
+    operator.kill()  # Events still queued in the killed process are lost: they are best effort
+    drained_at = core.read_namespaced_pod(bad, namespace).metadata.annotations[
+        "stickyguard.dev/drained-at"
+    ]
     operator.start()
+    time.sleep(6)  # a cycle of the restarted operator before the drain timeout ends
+    pod = core.read_namespaced_pod(bad, namespace)
+    assert pod.metadata.annotations["stickyguard.dev/drained-at"] == drained_at, (
+        "the restarted operator recognised the drain instead of draining again"
+    )
     wait_for(
         lambda: bad not in {p.metadata.name for p in fleet.pods()},
         timeout=60,
         what=f"evicted after restart\n{operator.log()}",
     )
     fleet.wait_all_ready()
-    assert len(events(core, namespace, "Evicted")) == 1
-    assert len(events(core, namespace, "Drained")) == 1, "no second drain after the restart"
+    wait_for(lambda: events(core, namespace, "Evicted"), timeout=15, what="Evicted event")
+    assert len(events(core, namespace, "Evicted")) == 1, "evicted once"
+    assert len(events(core, namespace, "Drained")) <= 1, "no second drain after the restart"
     for p in fleet.pods():
         assert gate(p) == "True"
 
