@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
 
 from stickyguard import promql
 from stickyguard.analysis import MetricsSnapshot, PodMeta, PodSample
@@ -69,7 +70,14 @@ class PrometheusReader:
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.client = PrometheusConnect(url=self.url, disable_ssl=False, timeout=timeout)
+        # One quick retry at most: a dead Prometheus must fail an evaluation fast (fail static),
+        # not stall it for the client's default retries with backoff.
+        self.client = PrometheusConnect(
+            url=self.url,
+            disable_ssl=False,
+            timeout=timeout,
+            retry=Retry(total=1, backoff_factor=0.1, status_forcelist=()),
+        )
         self.queries_run = 0
 
     def query(self, promql_text: str, at: float | None, pod_label: str) -> Vector:
