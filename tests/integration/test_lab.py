@@ -64,14 +64,14 @@ def test_readiness_gate_drives_endpointslice(
     apps.create_namespaced_deployment(namespace, gated_deployment("web", 3))
     core.create_namespaced_service(namespace, service("web", {"app": "web"}))
 
-    pods = wait_for(
-        lambda: (
-            [p for p in core.list_namespaced_pod(namespace).items if p.status.phase == "Running"]
-            if len(core.list_namespaced_pod(namespace).items) == 3
-            else None
-        ),
-        what="3 running pods",
-    )
+    def running() -> list[Any]:
+        return [
+            p
+            for p in core.list_namespaced_pod(namespace).items
+            if p.status.phase == "Running" and p.status.pod_ip
+        ]
+
+    pods = wait_for(lambda: len(r := running()) == 3 and r, what="3 running pods")
     assert len({p.status.pod_ip for p in pods}) == 3, (
         "each pod gets its own podIP",
         [(p.metadata.name, p.metadata.uid, p.status.pod_ip) for p in pods],
