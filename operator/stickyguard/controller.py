@@ -19,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from stickyguard import status as status_mod
+from stickyguard import telemetry
 from stickyguard.actuate import Actuator
 from stickyguard.analysis import Findings, PodMeta, PodSample, Track, analyze
 from stickyguard.cluster import (
@@ -38,6 +39,7 @@ from stickyguard.planner import (
     DRAIN,
     EVICT,
     ISOLATE,
+    MARK_SERVING,
     RESTORE,
     Action,
     ActionRecord,
@@ -196,9 +198,17 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     st = _state()
     now = time.time() if now is None else now
     old = dict(body.get("status") or {})
+    started = time.monotonic()
     try:
         policy = parse_policy(body)
     except PolicyError as e:
+        telemetry.record_evaluation(
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+            result="invalid_policy",
+            seconds=time.monotonic() - started,
+            now=now,
+        )
         invalid = {
             "observedGeneration": body["metadata"].get("generation", 0),
             "conditions": [
@@ -231,6 +241,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     problem: str | None = None
     sessions: dict[str, float | None] = {}
     samples: tuple[PodSample, ...] = ()
+    query_problems: tuple[str, ...] = ()
     if not url:
         problem = "no Prometheus URL: set spec.prometheus.url or the operator's --prometheus-url"
     elif not meta:
@@ -238,6 +249,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     else:
         reader = PrometheusReader(url, policy.prometheus.timeout_seconds)
         snap = reader.snapshot(policy, now, list(meta))
+        query_problems = snap.problems
         required = [p for p in snap.problems if p.split(":", 1)[0] in ("total", "bad", "freshness")]
         if required:
             problem = "; ".join(required)
@@ -274,6 +286,18 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         _write_status(patch, old, new)
     for ev in [*status_mod.events(old, new, done_plan), *extra_events]:
         _post(body, ev, policy.namespace)
+    telemetry.record_evaluation(
+        policy.namespace,
+        policy.name,
+        result="ok" if problem is None else "metrics_unavailable",
+        seconds=time.monotonic() - started,
+        now=now,
+        findings=findings,
+        query_problems=query_problems,
+        actions=[a.kind for a in done if a.kind != MARK_SERVING],
+        blocked=[*the_plan.blocked, *failed],
+        drained=int(new["pods"]["drained"]),
+    )
 
 
 def _guard_rollout(
@@ -428,6 +452,7 @@ def _deleted(body: kopf.Body, **_: Any) -> None:
             )
     st.tracks.pop((ns, name), None)
     st.last_run.pop((ns, name), None)
+    telemetry.forget(ns, name)
 
 
 def _fallback_policy(ns: str, name: str, pod: Any) -> Policy:

@@ -18,6 +18,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from stickyguard.telemetry import LEADER
+
 log = logging.getLogger("stickyguard.leader")
 
 
@@ -96,6 +98,7 @@ class LeaseElector:
             except ApiException as e:
                 log.warning("lease %s/%s: %s %s", self.namespace, self.name, e.status, e.reason)
                 now_leader = self.is_leader()
+            LEADER.set(1.0 if now_leader else 0.0)
             if now_leader != was:
                 log.info(
                     "%s leadership of %s/%s",

@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=0,
         help="serve the Flagger / Argo Rollouts gate on this port (0: off)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the operator's Prometheus metrics on /metrics on this port (0: off)",
+    )
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(handler=run)
 
@@ -85,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
                 args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_host
             )
         )
+    if args.metrics_port:
+        from stickyguard import telemetry
+
+        telemetry.serve(args.metrics_port)
     elector = LeaseElector(state.api, args.lease_namespace, args.lease_name, identity=args.identity)
     state.leader = elector
     elector.start()
