@@ -112,3 +112,32 @@ def run_load(
                     flush=True,
                 )
     return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m stickyguard.lab.loadgen`: the demo's users against any HTTP endpoint (the kind
+    demo runs it as a Job against the in-cluster HAProxy)."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--host", required=True)
+    p.add_argument("--port", type=int, default=80)
+    p.add_argument("--users", type=int, default=300)
+    p.add_argument("--duration", type=float, default=300.0)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    r = run_load(args.host, args.port, users=args.users, duration=args.duration, seed=args.seed)
+    print(
+        json.dumps(
+            {
+                "requests": r.requests,
+                "requests_bad_pct": round(r.requests_bad_pct, 3),
+                "users_affected_pct": round(r.users_affected_pct, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
