@@ -72,13 +72,14 @@ class Fleet:
         ns: str,
         replicas: int = 6,
         default_ratio: float = 0.001,
+        scraped: str = "app=web",
     ) -> None:
         self.core, self.apps, self.ns = core, apps, ns
         apps.create_namespaced_deployment(ns, gated_deployment("web", replicas))
         core.create_namespaced_service(ns, service("web", {"app": "web"}))
         self.exporter = SyntheticExporter(ns, "web", default_ratio=default_ratio)
         self.exporter.register(lab.prometheus.targets_dir, ns)
-        self.exporter.follow(core, "app=web")
+        self.exporter.follow(core, scraped)  # pods it exports series for
         self.replicas = replicas
 
     def pods(self) -> list[Any]:

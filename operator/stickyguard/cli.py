@@ -24,19 +24,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _subcommands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    from stickyguard import analyze_cmd, demo_cmd, run_cmd, simulate_cmd
+    from stickyguard import analyze_cmd, demo_cmd, doctor_cmd, run_cmd, simulate_cmd, status_cmd
 
-    return [analyze_cmd.register, run_cmd.register, simulate_cmd.register, demo_cmd.register]
+    return [
+        analyze_cmd.register,
+        run_cmd.register,
+        status_cmd.register,
+        doctor_cmd.register,
+        simulate_cmd.register,
+        demo_cmd.register,
+    ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "stickyguard") -> int:
     parser = build_parser()
+    parser.prog = prog
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
         return 2
     return handler(args)
+
+
+def kubectl_plugin() -> int:
+    """`kubectl sticky ...`: kubectl runs the `kubectl-sticky` executable on PATH."""
+    return main(prog="kubectl sticky")
 
 
 if __name__ == "__main__":

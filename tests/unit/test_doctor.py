@@ -1,0 +1,154 @@
+"""doctor's checks on plain facts: each broken setup fails its own check, with a fix."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from stickyguard import doctor
+from stickyguard.doctor import (
+    FAIL,
+    PASS,
+    SKIP,
+    WARN,
+    Access,
+    Facts,
+    IngressFacts,
+    PodFacts,
+    ServiceFacts,
+)
+from stickyguard.policy import SERVING, parse_policy
+
+
+def policy(**spec: Any) -> Any:
+    body = {
+        "apiVersion": "stickyguard.dev/v1alpha1",
+        "kind": "StickyPolicy",
+        "metadata": {"name": "web", "namespace": "shop", "generation": 1},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "actions": {"mode": "Enforce"},
+            **spec,
+        },
+    }
+    return parse_policy(body)
+
+
+PODS = tuple(PodFacts(f"web-{i}", {"app": "web"}, True) for i in range(3))
+HEALTHY = Facts(
+    "shop",
+    "web",
+    policy=policy(),
+    pods=PODS,
+    services=(ServiceFacts("web", {"app": "web"}),),
+    ingresses=(
+        IngressFacts("web", {"nginx.ingress.kubernetes.io/affinity": "cookie"}, frozenset({"web"})),
+    ),
+    prometheus_url="http://prom:9090",
+    series={"total": frozenset(p.name for p in PODS), "bad": frozenset()},
+    scrape_age={p.name: 5.0 for p in PODS},
+    access=tuple(replace(a, allowed=True) for a in doctor.required_access(policy())),
+)
+
+
+def results(facts: Facts) -> dict[str, str]:
+    return {c.name: c.result for c in doctor.diagnose(facts)}
+
+
+def broken(facts: Facts) -> dict[str, str]:
+    return {k: v for k, v in results(facts).items() if v != PASS}
+
+
+def test_healthy_passes_everything() -> None:
+    assert set(results(HEALTHY).values()) == {PASS}
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (
+            replace(HEALTHY, policy=None, policy_error="spec.safety.minReadyPods: must be >= 0"),
+            "policy",
+        ),
+        (replace(HEALTHY, pods=()), "selector"),
+        (replace(HEALTHY, services=(ServiceFacts("web", {"app": "other"}),)), "service"),
+        (
+            replace(HEALTHY, pods=(*PODS[:2], PodFacts("web-2", {"app": "web"}, False))),
+            "drain-mechanism",
+        ),
+        (replace(HEALTHY, prometheus_url=None), "prometheus"),
+        (replace(HEALTHY, prometheus_error="connection refused"), "prometheus"),
+        (replace(HEALTHY, series={"total": frozenset({"web-0"}), "bad": frozenset()}), "series"),
+        (replace(HEALTHY, query_errors={"total": "bad_data: parse error"}), "series"),
+        (replace(HEALTHY, scrape_age={"web-0": 5.0, "web-1": 5.0, "web-2": 900.0}), "freshness"),
+        (
+            replace(HEALTHY, access=(Access("create", "pods/eviction", "shop", "evict", False),)),
+            "rbac",
+        ),
+    ],
+)
+def test_each_break_fails_its_check_with_a_fix(facts: Facts, expected: str) -> None:
+    out = broken(facts)
+    assert out.get(expected) == FAIL
+    assert all(v in (SKIP, WARN) for k, v in out.items() if k != expected), out
+    check = next(c for c in doctor.diagnose(facts) if c.name == expected)
+    assert check.fix
+
+
+def test_bad_series_may_be_absent_for_pods_without_bad_events() -> None:
+    assert (
+        results(replace(HEALTHY, series={**HEALTHY.series, "bad": frozenset()}))["series"] == PASS
+    )
+
+
+def test_service_label_needs_the_serving_label_in_the_service_selector() -> None:
+    p = policy(actions={"mode": "Enforce", "drain": {"method": "ServiceLabel"}})
+    labelled = tuple(PodFacts(x.name, {"app": "web", SERVING: "true"}, False) for x in PODS)
+    base = replace(HEALTHY, policy=p, pods=labelled)
+    assert results(base)["drain-mechanism"] == FAIL
+    ok = replace(base, services=(ServiceFacts("web", {"app": "web", SERVING: "true"}),))
+    assert results(ok)["drain-mechanism"] == PASS
+    partly = replace(ok, pods=(*labelled[:2], PodFacts("web-2", {"app": "web"}, False)))
+    assert results(partly)["drain-mechanism"] == WARN
+
+
+def test_client_ip_affinity_checks_the_service_and_source_nat() -> None:
+    p = policy(affinity={"mode": "ClientIP"})
+    base = replace(HEALTHY, policy=p, ingresses=())
+    assert results(base)["affinity"] == FAIL
+    lb = ServiceFacts("web", {"app": "web"}, "ClientIP", "LoadBalancer", "Cluster")
+    assert results(replace(base, services=(lb,)))["affinity"] == WARN
+    local = replace(lb, external_traffic_policy="Local")
+    assert results(replace(base, services=(local,)))["affinity"] == PASS
+
+
+def test_cookie_affinity_without_an_ingress_is_a_warning_not_a_failure() -> None:
+    assert results(replace(HEALTHY, ingresses=()))["affinity"] == WARN
+
+
+def test_required_access_follows_the_policy() -> None:
+    def needs(p: Any) -> set[str]:
+        return {f"{a.verb} {a.resource}" for a in doctor.required_access(p)}
+
+    dry = needs(policy(actions={"mode": "DryRun"}))
+    assert "patch pods" not in dry and "list pods" in dry
+    full = needs(
+        policy(
+            actions={"mode": "Enforce", "cordonNode": True},
+            workloadRef={"kind": "Deployment", "name": "web"},
+        )
+    )
+    assert {
+        "patch pods/status",
+        "create pods/eviction",
+        "patch nodes",
+        "patch deployments.apps",
+    } <= full
+
+
+def test_render_prints_fixes_only_for_problems() -> None:
+    text = doctor.render(doctor.diagnose(replace(HEALTHY, pods=())))
+    assert "FAIL  selector" in text and "fix:" in text
+    assert doctor.render(doctor.diagnose(HEALTHY)).count("fix:") == 0
