@@ -40,8 +40,8 @@ testenv-down: venv
 	$(PY) -m stickyguard.lab testenv down --dir $(TESTENV)
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests bench hack
-	$(VENV)/bin/ruff format --check operator tests bench hack
+	$(VENV)/bin/ruff check operator tests bench hack contrib
+	$(VENV)/bin/ruff format --check operator tests bench hack contrib
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
