@@ -102,6 +102,7 @@ def configure(kubeconfig: str | None, prometheus_url: str | None) -> OperatorSta
     else:
         config.load_incluster_config()
         api = client.ApiClient()
+    telemetry.count_kube_requests(api)
     STATE = OperatorState(api=api, prometheus_url=prometheus_url)
     return STATE
 

@@ -17,11 +17,13 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from stickyguard import promql
 from stickyguard.analysis import MetricsSnapshot, PodMeta, PodSample
 from stickyguard.policy import Policy
+from stickyguard.telemetry import PROMETHEUS_QUERIES
 
 RATE_SIGNALS = ("total", "bad", "affinityMisses")  # per-second rates, multiplied by the window
 
@@ -64,6 +66,11 @@ def parse_vector(result: Any, pod_label: str) -> Vector:
     return Vector(values)
 
 
+def _read_timeout(e: requests.ConnectionError) -> bool:
+    reason = getattr(e.args[0], "reason", None) if e.args else None
+    return isinstance(reason, ReadTimeoutError)
+
+
 class PrometheusReader:
     """Runs a policy's queries at one evaluation time."""
 
@@ -83,11 +90,16 @@ class PrometheusReader:
     def query(self, promql_text: str, at: float | None, pod_label: str) -> Vector:
         params = {"time": f"{at:.3f}"} if at is not None else {}
         self.queries_run += 1
+        PROMETHEUS_QUERIES.inc()
         try:
             result = self.client.custom_query(promql_text, params=params, timeout=self.timeout)
         except requests.Timeout as e:
             raise QueryError(f"Prometheus at {self.url} timed out after {self.timeout:g}s") from e
         except requests.ConnectionError as e:
+            if _read_timeout(e):  # retried read timeouts surface as a ConnectionError
+                raise QueryError(
+                    f"Prometheus at {self.url} timed out after {self.timeout:g}s (retried once)"
+                ) from e
             raise QueryError(f"Prometheus at {self.url} is unreachable: {_short(e)}") from e
         except PrometheusApiClientException as e:
             raise QueryError(f"Prometheus at {self.url} answered an error: {_short(e)}") from e

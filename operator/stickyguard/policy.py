@@ -254,12 +254,15 @@ def _label_name(v: str) -> str | None:
     )
 
 
+MAX_WINDOW_SECONDS = 7 * 86400  # longer rate windows are not a per-pod health signal
+
+
 def _duration(v: str) -> str | None:
-    return (
-        None
-        if promql.DURATION.match(v)
-        else (f"{v!r} is not a PromQL duration such as 30s, 2m or 1h30m")
-    )
+    if not promql.DURATION.match(v):
+        return f"{v!r} is not a PromQL duration such as 30s, 2m or 1h30m"
+    if promql.duration_seconds(v) > MAX_WINDOW_SECONDS:
+        return f"{v!r} is longer than 7d"
+    return None
 
 
 def _url(v: str) -> str | None:
@@ -452,7 +455,7 @@ def _detection(r: _Reader) -> Detection:
                 )
             )
     out = Detection(
-        min_requests=r.value("minRequests", int, d.min_requests, _between(1)),
+        min_requests=r.value("minRequests", int, d.min_requests, _between(1, 10_000_000)),
         absolute_threshold=r.value(
             "absoluteThreshold", float, d.absolute_threshold, _between(0, 1, lo_open=True)
         ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -87,6 +88,18 @@ LAST_EVALUATION = Gauge(
     "stickyguard_last_evaluation_timestamp_seconds",
     "Unix time of the policy's last evaluation.",
     _P,
+    registry=REGISTRY,
+)
+PROMETHEUS_QUERIES = Counter(
+    "stickyguard_prometheus_queries_total",
+    "Queries sent to Prometheus (one per signal per evaluation).",
+    registry=REGISTRY,
+)
+KUBE_REQUESTS = Counter(
+    "stickyguard_kube_api_requests_total",
+    "Kubernetes API requests made by the reconcile loop (kopf's own watch and status patches "
+    "are not included), by HTTP method.",
+    ["method"],
     registry=REGISTRY,
 )
 LEADER = Gauge(
@@ -196,6 +209,17 @@ def forget(namespace: str, policy: str) -> None:
 def _label_sets(metric: Counter | Gauge | Histogram) -> list[tuple[str, ...]]:
     # prometheus_client has no public way to list a metric's children.
     return [tuple(labels) for labels in metric._metrics]
+
+
+def count_kube_requests(api: Any) -> None:
+    """Counts every request the Kubernetes client `api` makes (wraps its call_api)."""
+    original = api.call_api
+
+    def counted(resource_path: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        KUBE_REQUESTS.labels(method).inc()
+        return original(resource_path, method, *args, **kwargs)
+
+    api.call_api = counted
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

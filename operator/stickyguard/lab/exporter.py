@@ -146,7 +146,7 @@ class SyntheticExporter:
                     ).items
                     live = [p for p in pods if not p.metadata.deletion_timestamp]
                     self.set_pods(
-                        {p.metadata.name: _serves(p) for p in live},
+                        {p.metadata.name: serves(p) for p in live},
                         {p.metadata.name: p.metadata.labels or {} for p in live},
                     )
                 except Exception:  # the namespace may be going away at the end of a test
@@ -163,7 +163,7 @@ class SyntheticExporter:
         self.server.server_close()
 
 
-def _serves(pod: Any) -> bool:
+def serves(pod: Any) -> bool:
     ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
     labels = pod.metadata.labels or {}
     return ready and labels.get(SERVING, "true") == "true"

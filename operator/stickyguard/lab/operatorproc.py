@@ -50,10 +50,12 @@ class OperatorProcess:
         name: str = "operator",
         webhook: tuple[int, Path, Path] | None = None,
         gate_port: int = 0,
+        metrics_port: int = 0,
     ) -> None:
         self.sup, self.kubeconfig, self.url, self.name = sup, kubeconfig, prometheus_url, name
         self.webhook = webhook
         self.gate_port = gate_port
+        self.metrics_port = metrics_port
         self.child: Child | None = None
 
     def start(self) -> None:
@@ -71,6 +73,8 @@ class OperatorProcess:
             argv += [f"--webhook-port={port}", f"--webhook-cert={cert}", f"--webhook-key={key}"]
         if self.gate_port:
             argv.append(f"--gate-port={self.gate_port}")
+        if self.metrics_port:
+            argv.append(f"--metrics-port={self.metrics_port}")
         self.child = self.sup.start(self.name, argv)
 
     def kill(self) -> None:

@@ -39,6 +39,26 @@ class LabEnv:
     def down(self) -> None:
         self.supervisor.stop_all()
 
+    def restart_apiserver(self, downtime: float = 0.0) -> float:
+        """Stops kube-apiserver (SIGTERM), waits `downtime`, starts it with the same arguments
+        and waits until it is ready again; returns the seconds it was unavailable."""
+        from stickyguard.lab.controlplane import _https_ok
+
+        sup = self.supervisor
+        old = next(c for c in sup.children if c.name == "kube-apiserver")
+        argv = [str(a) for a in old.popen.args]  # type: ignore[union-attr]
+        start = time.monotonic()
+        sup.stop(old)
+        time.sleep(downtime)
+        new = sup.start("kube-apiserver", argv)
+        sup.wait_until(
+            new,
+            lambda: _https_ok(f"{self.control_plane.server}/readyz", self.control_plane.pki),
+            "apiserver /readyz",
+            timeout=120,
+        )
+        return time.monotonic() - start
+
 
 def up(state_dir: Path, nodes: tuple[str, ...] = DEFAULT_NODES, runtime: str = "none") -> LabEnv:
     """Starts everything in a fresh state_dir; on any failure stops what it started."""
