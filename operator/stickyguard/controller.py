@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -403,7 +404,8 @@ def _keep_deletion_costs(
                     log.warning("deletion cost of %s: %s %s", p.metadata.name, e.status, e.reason)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, initial_delay=0.5)
+# Handler ids name kopf's progress annotations, so they must be valid annotation name parts.
+@kopf.timer(GROUP, VERSION, PLURAL, id="evaluate", interval=1.0, initial_delay=0.5, backoff=1.0)
 def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     st = _state()
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -412,10 +414,24 @@ def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     if not st.acting() or now - st.last_run.get(key, 0.0) < interval:
         return
     st.last_run[key] = now
-    reconcile(dict(body), patch, now)
+    try:
+        reconcile(dict(body), patch, now)
+    except (ApiException, OSError, urllib3.exceptions.HTTPError) as e:
+        # The apiserver is unavailable or refused a read: nothing was decided on partial data
+        # (reads come before any write). Try again at the next interval, not after kopf's
+        # error backoff; the status cannot be written now anyway.
+        log.warning("evaluating %s/%s: %s", key[0], key[1], _short_error(e))
+        telemetry.EVALUATIONS.labels(key[0], key[1], "error").inc()
+        patch.clear()
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+def _short_error(e: Exception) -> str:
+    if isinstance(e, ApiException):
+        return f"API error {e.status} {e.reason}"
+    return f"{type(e).__name__}: {str(e)[:200]}"
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-drained-pods")
 def _deleted(body: kopf.Body, **_: Any) -> None:
     """Never strand a drained pod: restore every pod this policy drained (kopf's finalizer
     keeps the policy until this succeeds)."""

@@ -82,9 +82,12 @@ def test_prometheus_fault_holds_every_action_then_recovers(
     )
     pods = fleet.wait_all_ready()
     wait_metrics(custom, namespace, "True")
-    proxy.set("stale" if mode == "stale" else mode)
     if mode == "stale":
-        proxy.lag = 40.0  # answers as of 40 s ago: every sample older than maxStalenessSeconds
+        # Answers as of 20 s ago (data existed then): every newest sample is older than
+        # maxStalenessSeconds (15), as from a Prometheus that stopped ingesting.
+        time.sleep(25)
+        proxy.lag = 20.0
+    proxy.set(mode)
     fleet.exporter.set_ratio(pods[0], 0.3)  # a real fault while blind: must not act on it
     c = wait_metrics(custom, namespace, "False", timeout=60)
     assert c["reason"] == "MetricsUnavailable"
