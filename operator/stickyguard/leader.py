@@ -98,6 +98,9 @@ class LeaseElector:
             except ApiException as e:
                 log.warning("lease %s/%s: %s %s", self.namespace, self.name, e.status, e.reason)
                 now_leader = self.is_leader()
+            except Exception as e:  # apiserver unreachable: keep trying, never let the thread die
+                log.warning("lease %s/%s: %s", self.namespace, self.name, str(e)[:200])
+                now_leader = self.is_leader()
             LEADER.set(1.0 if now_leader else 0.0)
             if now_leader != was:
                 log.info(

@@ -77,15 +77,15 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.webhook_port and not (args.webhook_cert and args.webhook_key):
+        print(
+            "error: --webhook-port needs --webhook-cert and --webhook-key (the webhook "
+            "only serves TLS)",
+            file=sys.stderr,
+        )
+        return 2
     state = controller.configure(args.kubeconfig, args.prometheus_url)
     if args.webhook_port:
-        if not (args.webhook_cert and args.webhook_key):
-            print(
-                "error: --webhook-port needs --webhook-cert and --webhook-key (the webhook "
-                "only serves TLS)",
-                file=sys.stderr,
-            )
-            return 2
         controller.enable_webhook(
             controller.WebhookConfig(
                 args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_host

@@ -93,6 +93,12 @@ def test_rbac_is_least_privilege(sa_kubeconfig: Path) -> None:
 def test_webhook_serves_tls_only(operator: OperatorProcess) -> None:
     assert operator.webhook is not None
     port = operator.webhook[0]
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, timeout=60, what="the webhook listening")
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.request("POST", "/readiness-gate", body=b"{}")

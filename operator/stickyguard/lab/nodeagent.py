@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
@@ -349,17 +350,22 @@ class NodeAgent:
     def run(self) -> None:
         self.register_nodes()
         while not self.stop_event.is_set():
-            raw = self.api.list_pod_for_all_namespaces(_preload_content=False)
-            listing = json.loads(raw.data)
-            for pod in listing["items"]:
-                self._safe_handle(pod)
-            rv = listing["metadata"]["resourceVersion"]
             try:
-                self._watch(rv)
+                raw = self.api.list_pod_for_all_namespaces(_preload_content=False)
+                listing = json.loads(raw.data)
+                for pod in listing["items"]:
+                    self._safe_handle(pod)
+                self._watch(listing["metadata"]["resourceVersion"])
             except ApiException as e:
-                if e.status != 410:
-                    raise
-                log.info("watch expired (410); relisting")
+                if e.status == 410:
+                    log.info("watch expired (410); relisting")
+                else:
+                    log.warning("apiserver: %s %s; relisting in 1s", e.status, e.reason)
+                    self.stop_event.wait(1.0)
+            except (OSError, urllib3.exceptions.HTTPError) as e:
+                # Like kubelet, outlive an apiserver restart: relist once it answers again.
+                log.warning("apiserver unavailable (%s); relisting in 1s", type(e).__name__)
+                self.stop_event.wait(1.0)
 
     def _watch(self, rv: str) -> None:
         w = watch.Watch()
