@@ -197,7 +197,11 @@ def test_concurrent_writers_conflict_and_lose_nothing(
         fleet.exporter.set_ratio(pods[0], 0.3)
         wait_for(lambda: pods[0] not in fleet.ready(), timeout=60, what="drained under contention")
         fleet.exporter.set_ratio(pods[0], 0.001)
-        wait_for(lambda: pods[0] in fleet.ready(), timeout=120, what="restored under contention")
+        # A drained pod gets no traffic to prove itself healthy; a person restores it.
+        core.patch_namespaced_pod(
+            pods[0], namespace, {"metadata": {"annotations": {"stickyguard.dev/undrain": "true"}}}
+        )
+        wait_for(lambda: pods[0] in fleet.ready(), timeout=60, what="restored under contention")
         time.sleep(6)  # at least one more Lease renewal under contention
     finally:
         stop.set()
