@@ -7,7 +7,7 @@ IMAGE ?= stickyguard:dev
 KIND_CLUSTER ?= stickyguard
 CERT_MANAGER ?= v1.16.2
 
-.PHONY: help venv binaries testenv-up testenv-down test lint unit demo bench clean image kind-up \
+.PHONY: help venv binaries testenv-up testenv-down test lint unit demo bench bench-scale clean image kind-up \
 	kind-deploy kind-demo
 
 help:
@@ -57,6 +57,9 @@ demo: venv binaries
 bench: venv binaries
 	$(PY) bench/bench_analysis.py
 	$(PY) bench/bench_simulate.py
+
+bench-scale: venv binaries
+	$(PY) bench/bench_scale.py --out bench/results/scale.json
 
 image:
 	docker build -t $(IMAGE) .

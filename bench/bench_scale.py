@@ -251,11 +251,12 @@ def main() -> int:
         kube = total(last, "stickyguard_kube_api_requests_total") - total(
             first, "stickyguard_kube_api_requests_total"
         )
-        per_policy = [
-            v - first.get((n, lbl), 0.0)
-            for (n, lbl), v in last.items()
-            if n == "stickyguard_evaluations_total"
-        ]
+        by_policy: dict[str, float] = {}
+        for (n, lbl), v in last.items():
+            if n == "stickyguard_evaluations_total":  # labels: namespace, policy, result
+                key = re.sub(r',?result="[^"]*"', "", lbl)
+                by_policy[key] = by_policy.get(key, 0.0) + v - first.get((n, lbl), 0.0)
+        per_policy = list(by_policy.values())
         cycles = evals / n_policies
         drained = total(last, "stickyguard_drained_pods")
         gaps.sort()

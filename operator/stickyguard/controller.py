@@ -411,9 +411,12 @@ def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     interval = float(((body.get("spec") or {}).get("detection") or {}).get("intervalSeconds") or 15)
     now = time.time()
-    if not st.acting() or now - st.last_run.get(key, 0.0) < interval:
+    due = st.last_run.get(key, 0.0) + interval
+    if not st.acting() or now < due:
         return
-    st.last_run[key] = now
+    # Keep to the schedule (the 1 s tick makes each run a little late); restart it when a run
+    # was missed altogether (leadership gained, a long stall).
+    st.last_run[key] = due if now - due < interval else now
     try:
         reconcile(dict(body), patch, now)
     except (ApiException, OSError, urllib3.exceptions.HTTPError) as e:
