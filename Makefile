@@ -1,13 +1,16 @@
-# stickyguard developer commands. `make test` is what CI runs (after .ci/run installs things).
+# stickyguard developer commands. `make test` is what CI runs. Each target that needs something
+# from the machine first runs hack/setup.sh, which installs it (as root with apt) or says how.
 SHELL := /bin/bash
 VENV ?= .venv
+PYTHON ?= python3
 PY := $(VENV)/bin/python
 TESTENV ?= .testenv
 IMAGE ?= stickyguard:dev
+DEMO_IMAGE ?= stickyguard-demo:dev
 KIND_CLUSTER ?= stickyguard
 CERT_MANAGER ?= v1.16.2
 
-.PHONY: help venv binaries testenv-up testenv-down test lint unit demo bench bench-scale clean image kind-up \
+.PHONY: help setup-venv setup-demo setup-test setup-image venv binaries testenv-up testenv-down test lint unit demo bench bench-scale clean image image-ci image-demo kind-up \
 	kind-deploy kind-demo
 
 help:
@@ -18,14 +21,19 @@ help:
 	@echo "make test          lint (ruff, mypy, import contracts) + the whole test suite"
 	@echo "make demo          replay an incident on a local cluster, operator off then on"
 	@echo "make image         build the operator image $(IMAGE) (needs Docker)"
+	@echo "make image-ci      build it without Docker (buildah on a local Debian base; root)"
 	@echo "make kind-up       create the kind cluster of kind-config.yaml and install cert-manager"
 	@echo "make kind-deploy   load $(IMAGE) into kind and apply manifests/overlays/kind"
 	@echo "make kind-demo     the incident demo on kind (manifests/demo)"
 
-$(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+setup-venv setup-demo setup-test setup-image:
+	@PYTHON=$(PYTHON) bash hack/setup.sh $(@:setup-%=%)
+
+$(VENV)/.installed: pyproject.toml lab/pyproject.toml
+	@PYTHON=$(PYTHON) bash hack/setup.sh venv
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test]' -e lab
 	touch $@
 
 venv: $(VENV)/.installed
@@ -34,35 +42,48 @@ binaries:
 	bash hack/build-binaries.sh
 
 testenv-up: venv binaries
-	$(PY) -m stickyguard.lab testenv up --dir $(TESTENV)
+	$(PY) -m stickyguard_lab testenv up --dir $(TESTENV)
 
 testenv-down: venv
-	$(PY) -m stickyguard.lab testenv down --dir $(TESTENV)
+	$(PY) -m stickyguard_lab testenv down --dir $(TESTENV)
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests bench hack contrib
-	$(VENV)/bin/ruff format --check operator tests bench hack contrib
+	$(VENV)/bin/ruff check operator lab tests bench hack contrib
+	$(VENV)/bin/ruff format --check operator lab tests bench hack contrib
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 unit: venv
 	$(VENV)/bin/pytest -q -m "not integration"
 
-test: lint binaries
-	$(VENV)/bin/pytest -q
+test: setup-test lint binaries
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile -m "not fixed_ports"
+	$(VENV)/bin/pytest -q -m fixed_ports
 
-demo: venv binaries
-	$(PY) -m stickyguard demo --report demo-report.json
+demo: setup-demo venv binaries
+	$(PY) -m stickyguard_lab demo --report bench/results/demo-report.json
 
-bench: venv binaries
-	$(PY) bench/bench_analysis.py
+bench: setup-demo venv binaries
+	@# README quotes bench/results/analysis.md (tests/unit/test_docs.py checks every figure).
+	{ printf '# Analysis benchmark\n\nProduced by `make bench` (bench/bench_analysis.py); '; \
+	  printf 'synthetic fleets, median of 15 runs.\n\n'; $(PY) bench/bench_analysis.py; } \
+	  > bench/results/analysis.md.part && mv bench/results/analysis.md.part bench/results/analysis.md
+	cat bench/results/analysis.md
 	$(PY) bench/bench_simulate.py
 
-bench-scale: venv binaries
+bench-scale: setup-demo venv binaries
 	$(PY) bench/bench_scale.py --out bench/results/scale.json
 
 image:
 	docker build -t $(IMAGE) .
+
+# The same Dockerfile without Docker (what CI builds and runs): buildah as root on a local
+# debootstrap base, stored under ~/.cache/stickyguard/containers.
+image-ci: setup-image
+	bash hack/build-image.sh localhost/stickyguard:ci
+
+image-demo:
+	docker build --target demo -t $(DEMO_IMAGE) .
 
 kind-up:
 	kind create cluster --config kind-config.yaml
@@ -74,7 +95,8 @@ kind-deploy: image
 	kubectl apply --server-side -k manifests/overlays/kind
 	kubectl -n stickyguard-system rollout status deploy/stickyguard --timeout=180s
 
-kind-demo:
+kind-demo: image-demo
+	kind load docker-image $(DEMO_IMAGE) --name $(KIND_CLUSTER)
 	bash hack/kind-demo.sh
 
 clean:

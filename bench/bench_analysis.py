@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from promdata import AT, requests
-from stickyguard.analysis import PodMeta, PodSample, analyze
-from stickyguard.lab.binaries import find_binaries
-from stickyguard.lab.procs import Supervisor
-from stickyguard.lab.prom import backfill, start_prometheus
-from stickyguard.metrics import PrometheusReader
-from stickyguard.policy import Detection, Impact, parse_policy
+from stickyguard.adapters.prometheus import PrometheusReader
+from stickyguard.core.analysis import PodMeta, PodSample, analyze
+from stickyguard.core.policy import Detection, Impact, parse_policy
+from stickyguard_lab.binaries import find_binaries
+from stickyguard_lab.procs import Supervisor
+from stickyguard_lab.prom import backfill, start_prometheus
 
 
 def synthetic(n: int, seed: int = 1) -> tuple[list[PodSample], dict[str, PodMeta]]:

@@ -34,17 +34,17 @@ from typing import Any
 
 from kubernetes import client, config
 
-from stickyguard.lab import testenv
-from stickyguard.lab.exporter import SyntheticExporter
-from stickyguard.lab.operatorproc import (
+from stickyguard.core.names import GROUP, PLURAL, SERVING, VERSION
+from stickyguard_lab import testenv
+from stickyguard_lab.exporter import SyntheticExporter
+from stickyguard_lab.operatorproc import (
     OperatorProcess,
     install_crd,
     install_rbac,
     service_account_kubeconfig,
 )
-from stickyguard.lab.procs import Supervisor, free_port
+from stickyguard_lab.procs import Supervisor, free_port
 
-GROUP, VERSION, PLURAL = "stickyguard.dev", "v1alpha1", "stickypolicies"
 SIGNALS = 3  # generic preset: total, bad, freshness
 SAMPLE = re.compile(r"^(\w+)\{([^}]*)\} (\S+)$")
 
@@ -82,7 +82,7 @@ def serves_raw(p: dict[str, Any]) -> bool:
     conds = (p.get("status") or {}).get("conditions") or []
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
     labels = p["metadata"].get("labels") or {}
-    return ready and labels.get("stickyguard.dev/serving", "true") == "true"
+    return ready and labels.get(SERVING, "true") == "true"
 
 
 def ready_pods(core: client.CoreV1Api) -> int:
@@ -94,7 +94,7 @@ def pod(name: str, app: str) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "labels": {"app": app}},
         "spec": {
-            "readinessGates": [{"conditionType": "stickyguard.dev/serving"}],
+            "readinessGates": [{"conditionType": SERVING}],
             "containers": [{"name": "app", "image": "example.invalid/app:1"}],
         },
     }

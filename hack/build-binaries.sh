@@ -9,9 +9,11 @@ source "$here/versions.env"
 cache=${STICKYGUARD_CACHE:-$HOME/.cache/stickyguard}
 out="$cache/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 stamp="$out/.complete"
-# Comments do not change what gets built, so they do not count.
-want=$(cat "$here/versions.env" "$here/k8s/go.mod" "$here/k8s/go.sum" "$here/etcd/go.mod" \
-  "$here/etcd/go.sum" "$0" | grep -v -e "^//" -e "^#" | sha256sum | cut -c1-16)
+# Comments do not change what gets built, so they do not count; nor do other pins in versions.env
+# (the peers of hack/build-peers.sh), so bumping one of those does not rebuild Kubernetes.
+want=$( (grep -E "^(K8S|ETCD)_VERSION=" "$here/versions.env"; cat "$here/k8s/go.mod" \
+  "$here/k8s/go.sum" "$here/etcd/go.mod" "$here/etcd/go.sum" "$0") | grep -v -e "^//" -e "^#" |
+  sha256sum | cut -c1-16)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "binaries: cached in $out"
   exit 0

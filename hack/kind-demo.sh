@@ -13,8 +13,8 @@ for p in "${pods[@]}"; do
     "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/fault?rate=0.3')"
 done
 kubectl -n "$ns" delete job users --ignore-not-found
-kubectl -n "$ns" create job users --image=stickyguard:dev -- \
-  python -m stickyguard.lab.loadgen --host haproxy --port 80 --users 300 --duration 300
+kubectl -n "$ns" create job users --image=stickyguard-demo:dev -- \
+  python -m stickyguard_lab.loadgen --host haproxy --port 80 --users 300 --duration 300
 kubectl -n "$ns" wait --for=condition=complete job/users --timeout=900s
 kubectl -n "$ns" logs job/users | tail -1
 kubectl -n stickyguard-system exec deploy/stickyguard -- stickyguard status -n "$ns"

@@ -6,11 +6,12 @@ from typing import Any
 
 from kubernetes import client
 
-from stickyguard.lab import testenv
-from stickyguard.lab.exporter import SyntheticExporter
+from stickyguard.core.names import API_VERSION, GROUP, PLURAL, VERSION
+from stickyguard_lab import testenv
+from stickyguard_lab.exporter import SyntheticExporter
 from support import gated_deployment, service, wait_for
 
-GVR = ("stickyguard.dev", "v1alpha1", "stickypolicies")
+GVR = (GROUP, VERSION, PLURAL)
 
 
 def policy_body(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def policy_body(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
         else:
             base[key] = value
     return {
-        "apiVersion": "stickyguard.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "StickyPolicy",
         "metadata": {"name": name, "namespace": namespace},
         "spec": base,
@@ -111,3 +112,76 @@ def create_policy(custom: client.CustomObjectsApi, body: dict[str, Any]) -> None
     custom.create_namespaced_custom_object(
         GVR[0], GVR[1], body["metadata"]["namespace"], GVR[2], body
     )
+
+
+class Story:
+    """Given / when / then steps of operator tests, so a test reads as its scenario:
+
+    story.given_policy(actions={"mode": "DryRun"})
+    pods = story.given_pods_serving()
+    story.when_pod_turns_bad(pods[0])
+    story.then_drained(pods[0])
+    story.then_event("WouldDrain")
+    """
+
+    def __init__(
+        self,
+        operator: Any,
+        fleet: Fleet,
+        custom: client.CustomObjectsApi,
+        core: client.CoreV1Api,
+        namespace: str,
+    ) -> None:
+        self.operator, self.fleet, self.custom, self.core = operator, fleet, custom, core
+        self.namespace = namespace
+
+    # given
+    def given_policy(self, name: str = "web", **spec: Any) -> dict[str, Any]:
+        body = policy_body(name, self.namespace, **spec)
+        create_policy(self.custom, body)
+        return body
+
+    def given_pods_serving(self, timeout: float = 60) -> list[str]:
+        """Every replica Ready (with the ReadinessGate method, the operator marks them)."""
+        return self.fleet.wait_all_ready(timeout)
+
+    # when
+    def when_pod_turns_bad(self, pod: str, ratio: float = 0.2) -> None:
+        self.fleet.exporter.set_ratio(pod, ratio)
+
+    # then
+    def then_drained(self, pod: str, timeout: float = 60) -> None:
+        wait_for(
+            lambda: pod not in self.fleet.ready(),
+            timeout=timeout,
+            what=f"{pod} drained",
+            detail=self.operator.log,
+        )
+
+    def then_serving(self, pod: str, timeout: float = 30) -> None:
+        wait_for(
+            lambda: pod in self.fleet.ready(),
+            timeout=timeout,
+            what=f"{pod} serving",
+            detail=self.operator.log,
+        )
+
+    def then_gone(self, pod: str, timeout: float = 60) -> None:
+        wait_for(
+            lambda: pod not in {p.metadata.name for p in self.fleet.pods()},
+            timeout=timeout,
+            what=f"{pod} evicted",
+            detail=self.operator.log,
+        )
+
+    def then_event(self, reason: str, timeout: float = 15, kind: str = "StickyPolicy") -> list[Any]:
+        """Waits for an Event (kopf posts them asynchronously) and returns them all."""
+        found: list[Any] = wait_for(
+            lambda: events(self.core, self.namespace, reason, kind),
+            timeout=timeout,
+            what=f"{reason} event",
+        )
+        return found
+
+    def policy(self, name: str = "web") -> dict[str, Any]:
+        return get_policy(self.custom, self.namespace, name)

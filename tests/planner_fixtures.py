@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stickyguard.analysis import Findings, PodSample, Track, analyze
-from stickyguard.planner import Plan, PodState, plan
-from stickyguard.policy import Policy, parse_policy
+from stickyguard.core.analysis import Findings, PodSample, Track, analyze, single_shot
+from stickyguard.core.planner import Plan, PodState, plan
+from stickyguard.core.policy import Policy, parse_policy
 
 NOW = 1_000_000.0
 
@@ -30,8 +30,9 @@ def pods(n: int, **overrides: Any) -> list[PodState]:
 
 
 def findings(p: Policy, ratios: list[float], tracks: dict[str, Track] | None = None) -> Findings:
+    # The planner's tests need findings, not the detector's history: one window decides.
     samples = [PodSample(f"pod-{i:02d}", 2000, 2000 * r) for i, r in enumerate(ratios)]
-    return analyze(samples, {}, p.detection, p.impact, tracks)
+    return analyze(samples, {}, single_shot(p.detection), p.impact, tracks)
 
 
 def plan_for(

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from stickyguard.core.names import API_VERSION
+
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "stickypolicy.yaml"
 SAMPLES = sorted((REPO / "crds" / "examples").glob("*.yaml"))
@@ -21,7 +23,7 @@ def load_sample(path: Path, namespace: str = "default") -> dict[str, Any]:
 
 def minimal(**spec: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "apiVersion": "stickyguard.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "StickyPolicy",
         "metadata": {"name": "p", "namespace": "default"},
         "spec": {"selector": {"matchLabels": {"app": "web"}}},

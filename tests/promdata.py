@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from stickyguard.lab.prom import Series
+from stickyguard_lab.prom import Series
 
 T0 = 1_750_000_000.0
 STEP = 15.0

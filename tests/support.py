@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from stickyguard.core.names import SERVING
+
 T = TypeVar("T")
 
 
@@ -35,7 +37,7 @@ def wait_for(
 def gated_deployment(
     name: str,
     replicas: int,
-    gate: str = "stickyguard.dev/serving",
+    gate: str = SERVING,
     labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     labels = labels or {"app": name}

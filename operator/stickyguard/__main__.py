@@ -2,6 +2,6 @@
 
 import sys
 
-from stickyguard.cli import main
+from stickyguard.cli.main import main
 
 sys.exit(main())

@@ -9,18 +9,19 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from operator_support import Fleet
-from stickyguard.lab import testenv
-from stickyguard.lab.operatorproc import (
+from operator_support import Fleet, Story
+from stickyguard.core.names import GROUP, PLURAL, VERSION
+from stickyguard_lab import testenv
+from stickyguard_lab.operatorproc import (
     OperatorProcess,
     install_rbac,
     register_webhook,
     service_account_kubeconfig,
 )
-from stickyguard.lab.pki import issue_serving_cert
-from stickyguard.lab.procs import Supervisor, free_port
+from stickyguard_lab.pki import issue_serving_cert
+from stickyguard_lab.procs import Supervisor, free_port
 
-GVR = ("stickyguard.dev", "v1alpha1", "stickypolicies")
+GVR = (GROUP, VERSION, PLURAL)
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +60,15 @@ def fleet(
     f = Fleet(lab, core, apps, namespace)
     yield f
     f.close()
+
+
+@pytest.fixture
+def story(
+    operator: OperatorProcess,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+) -> Story:
+    """Given/when/then steps on this test's fleet, with the session's operator."""
+    return Story(operator, fleet, custom, core, namespace)

@@ -13,12 +13,12 @@ import pytest
 from kubernetes import client
 
 from promdata import AT, kube_state, requests
-from stickyguard.analysis import analyze, single_shot
-from stickyguard.lab import testenv
-from stickyguard.lab.procs import Supervisor
-from stickyguard.lab.prom import Prometheus, backfill, start_prometheus
-from stickyguard.metrics import PrometheusReader
-from stickyguard.policy import parse_policy
+from stickyguard.adapters.prometheus import PrometheusReader
+from stickyguard.core.analysis import analyze, single_shot
+from stickyguard.core.policy import parse_policy
+from stickyguard_lab import testenv
+from stickyguard_lab.procs import Supervisor
+from stickyguard_lab.prom import Prometheus, backfill, start_prometheus
 from support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,7 @@ def test_one_of_twelve_at_five_percent_is_flagged(prom: Prometheus) -> None:
     assert pod0["total"] == pytest.approx(1200, rel=1e-6)  # 10 rps over a 2m window
     assert out["impact"]["method"] == "estimated"
     assert out["impact"]["amplification"] > 5
-    assert len(out["queries"]) == 3, "total, bad and the freshness check; none per pod"
+    assert len(out["queries"]) == 5, "total, bad, freshness and the two raw counters; none per pod"
 
 
 def test_three_of_eight_bad_are_all_flagged_istio(prom: Prometheus) -> None:

@@ -11,12 +11,13 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from policies import INVALID, SAMPLES, load_sample, minimal
-from stickyguard.lab import testenv
-from stickyguard.lab.kubectl import kubectl
-from stickyguard.policy import parse_policy
+from stickyguard.core.names import GROUP, PLURAL, VERSION
+from stickyguard.core.policy import parse_policy
+from stickyguard_lab import testenv
+from stickyguard_lab.kubectl import kubectl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
-GVR = ("stickyguard.dev", "v1alpha1")
+GVR = (GROUP, VERSION)
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
@@ -35,7 +36,7 @@ def test_sample_applies_and_round_trips_with_defaults(
     )
     name = yaml.safe_load(sample.read_text())["metadata"]["name"]
     stored: dict[str, Any] = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-        *GVR, namespace, "stickypolicies", name
+        *GVR, namespace, PLURAL, name
     )
     # The apiserver filled the defaults...
     assert stored["spec"]["prometheus"]["window"]
@@ -70,7 +71,7 @@ def test_invalid_policy_rejected_at_admission_naming_the_field(
     body["metadata"]["namespace"] = namespace
     with pytest.raises(ApiException) as info:
         client.CustomObjectsApi(api_client).create_namespaced_custom_object(
-            *GVR, namespace, "stickypolicies", body
+            *GVR, namespace, PLURAL, body
         )
     assert info.value.status == 422, info.value.body
     assert field in info.value.body, info.value.body

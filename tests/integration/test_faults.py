@@ -15,14 +15,13 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from operator_support import GVR, Fleet, condition, create_policy, events, get_policy, policy_body
-from stickyguard.lab import testenv
-from stickyguard.lab.faultproxy import FaultProxy
-from stickyguard.lab.operatorproc import OperatorProcess
+from stickyguard.core.names import DRAINED_BY, SERVING, UNDRAIN
+from stickyguard_lab import testenv
+from stickyguard_lab.faultproxy import FaultProxy
+from stickyguard_lab.operatorproc import OperatorProcess
 from support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
-SERVING = "stickyguard.dev/serving"
-DRAINED_BY = "stickyguard.dev/drained-by"
 
 
 def gate(pod: Any) -> str | None:
@@ -199,7 +198,7 @@ def test_concurrent_writers_conflict_and_lose_nothing(
         fleet.exporter.set_ratio(pods[0], 0.001)
         # A drained pod gets no traffic to prove itself healthy; a person restores it.
         core.patch_namespaced_pod(
-            pods[0], namespace, {"metadata": {"annotations": {"stickyguard.dev/undrain": "true"}}}
+            pods[0], namespace, {"metadata": {"annotations": {UNDRAIN: "true"}}}
         )
         wait_for(lambda: pods[0] in fleet.ready(), timeout=60, what="restored under contention")
         time.sleep(6)  # at least one more Lease renewal under contention

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from stickyguard.lab import testenv
-from stickyguard.lab.kubectl import kubectl
-from stickyguard.lab.procs import Supervisor
-from stickyguard.lab.prom import Series, backfill, start_prometheus
+from stickyguard.core.names import SERVING
+from stickyguard_lab import testenv
+from stickyguard_lab.kubectl import kubectl
+from stickyguard_lab.procs import Supervisor
+from stickyguard_lab.prom import Series, backfill, start_prometheus
 from support import gated_deployment, service, wait_for
 
 pytestmark = pytest.mark.integration
-GATE = "stickyguard.dev/serving"
 
 
 def endpoint_readiness(discovery: client.DiscoveryV1Api, ns: str, svc: str) -> dict[str, bool]:
@@ -40,7 +40,7 @@ def set_gate(core: client.CoreV1Api, ns: str, pod: str, value: bool) -> None:
         {
             "status": {
                 "conditions": [
-                    {"type": GATE, "status": "True" if value else "False", "reason": "Test"}
+                    {"type": SERVING, "status": "True" if value else "False", "reason": "Test"}
                 ]
             }
         },

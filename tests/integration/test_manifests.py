@@ -14,10 +14,10 @@ import yaml
 from kubernetes import client
 
 from operator_support import Fleet, condition, create_policy, get_policy, policy_body
-from stickyguard.lab import testenv
-from stickyguard.lab.kubectl import apply, kubectl
-from stickyguard.lab.operatorproc import OperatorProcess, install_crd, install_rbac
-from stickyguard.lab.procs import Supervisor, port_free
+from stickyguard_lab import testenv
+from stickyguard_lab.kubectl import apply, kubectl
+from stickyguard_lab.operatorproc import OperatorProcess, install_crd, install_rbac
+from stickyguard_lab.procs import Supervisor, port_free
 from support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -114,7 +114,10 @@ def test_dockerfile_matches_the_deployment(lab: testenv.LabEnv) -> None:
     uid = pod["securityContext"]["runAsUser"]
     assert f"USER {uid}:" in text, "the image runs as the Deployment's non-root UID"
     froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
-    assert len(froms) == 2, "multi-stage"
+    assert len(froms) >= 2, "multi-stage"
+    assert froms[-1] == "${PYTHON}", "the last stage (the default target) is the operator"
+    final = text[text.rindex("\nFROM ") :]
+    assert "lab" not in final.replace("slim", ""), "the operator image carries no lab code"
     assert "ARG PYTHON=python:3.11." in text and "-slim-" in text and ":latest" not in text
     assert pod["containers"][0]["command"] == ["stickyguard", "run"]
 
@@ -139,7 +142,7 @@ def test_operator_from_the_rendered_deployment_works(
     token = kubectl(
         lab.binaries.kubectl, lab.kubeconfig, "create", "token", sa, "-n", sa_ns
     ).stdout.strip()
-    from stickyguard.lab.controlplane import write_kubeconfig
+    from stickyguard_lab.controlplane import write_kubeconfig
 
     kubeconfig = write_kubeconfig(
         tmp_path / "kubeconfig",

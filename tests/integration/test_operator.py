@@ -14,23 +14,31 @@ from kubernetes.client.rest import ApiException
 from operator_support import (
     GVR,
     Fleet,
+    Story,
     condition,
     create_policy,
     events,
     get_policy,
     policy_body,
 )
-from stickyguard.lab import testenv
-from stickyguard.lab.exporter import SyntheticExporter
-from stickyguard.lab.operatorproc import (
+from stickyguard.core.names import (
+    CORDONED_BY,
+    DRAINED_AT,
+    DRAINED_BY,
+    ISOLATED_AT,
+    SERVING,
+    UNDRAIN,
+)
+from stickyguard_lab import testenv
+from stickyguard_lab.exporter import SyntheticExporter
+from stickyguard_lab.operatorproc import (
     OperatorProcess,
 )
-from stickyguard.lab.procs import Supervisor
-from stickyguard.lab.prom import start_prometheus
+from stickyguard_lab.procs import Supervisor
+from stickyguard_lab.prom import start_prometheus
 from support import gated_deployment, service, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
-SERVING = "stickyguard.dev/serving"
 
 
 def gate(pod: Any) -> str | None:
@@ -38,17 +46,17 @@ def gate(pod: Any) -> str | None:
 
 
 def test_bad_pod_is_drained_then_evicted_and_replaced(
+    story: Story,
     operator: OperatorProcess,
     fleet: Fleet,
     custom: client.CustomObjectsApi,
-    core: client.CoreV1Api,
     api_client: client.ApiClient,
     namespace: str,
 ) -> None:
-    create_policy(custom, policy_body("web", namespace))
-    pods = fleet.wait_all_ready()  # the operator marks gated pods serving
+    story.given_policy()
+    pods = story.given_pods_serving()  # the operator marks gated pods serving
     bad = pods[0]
-    fleet.exporter.set_ratio(bad, 0.2)
+    story.when_pod_turns_bad(bad)
     discovery = client.DiscoveryV1Api(api_client)
 
     def endpoint_ready(pod: str) -> bool | None:
@@ -65,44 +73,35 @@ def test_bad_pod_is_drained_then_evicted_and_replaced(
     assert [d["pod"] for d in obj["status"]["drained"]] == [bad]
     assert " bad vs " in obj["status"]["drained"][0]["reason"]
     assert condition(obj, "Concentrated")["status"] == "True"  # type: ignore[index]
-    wait_for(lambda: events(core, namespace, "Drained"), timeout=15, what="Drained event")
+    story.then_event("Drained")
     # Only the bad pod was touched.
     assert sorted(fleet.ready()) == sorted(p for p in pods if p != bad)
 
-    wait_for(
-        lambda: bad not in {p.metadata.name for p in fleet.pods()},
-        timeout=60,
-        what=f"{bad} evicted\n{operator.log()}",
-    )
+    story.then_gone(bad)
     after = fleet.wait_all_ready()
     assert bad not in after
-    wait_for(lambda: events(core, namespace, "Evicted"), timeout=15, what="Evicted event")
-    assert len(events(core, namespace, "Evicted")) == 1
+    assert len(story.then_event("Evicted")) == 1
 
 
 def test_dry_run_changes_nothing_and_reports_the_plan(
-    operator: OperatorProcess,
-    fleet: Fleet,
-    custom: client.CustomObjectsApi,
-    core: client.CoreV1Api,
-    namespace: str,
+    story: Story, fleet: Fleet, core: client.CoreV1Api, namespace: str
 ) -> None:
-    create_policy(custom, policy_body("web", namespace, actions={"mode": "DryRun"}))
-    pods = fleet.wait_all_ready()
-    fleet.exporter.set_ratio(pods[0], 0.2)
+    story.given_policy(actions={"mode": "DryRun"})
+    pods = story.given_pods_serving()
+    story.when_pod_turns_bad(pods[0])
 
     def would() -> list[dict[str, Any]]:
-        st = get_policy(custom, namespace, "web").get("status") or {}
+        st = story.policy().get("status") or {}
         return [d for d in st.get("drained") or [] if d["phase"] == "WouldDrain"]
 
-    planned = wait_for(would, timeout=60, what=f"WouldDrain in status\n{operator.log()}")
+    planned = wait_for(would, timeout=60, what="WouldDrain in status", detail=story.operator.log)
     assert [d["pod"] for d in planned] == [pods[0]]
-    wait_for(lambda: events(core, namespace, "WouldDrain"), timeout=15, what="WouldDrain event")
+    story.then_event("WouldDrain")
     # Nothing changed: every pod still serves, none carries a drain record.
     assert fleet.ready() == pods
     for p in fleet.pods():
         assert gate(p) == "True"
-        assert "stickyguard.dev/drained-by" not in (p.metadata.annotations or {})
+        assert DRAINED_BY not in (p.metadata.annotations or {})
     assert not events(core, namespace, "Drained")
 
 
@@ -160,42 +159,30 @@ def test_prometheus_unreachable_fails_static_and_recovers(
         sup.stop_all()
 
 
-def test_budget_allows_exactly_one_of_four_bad_pods(
-    operator: OperatorProcess,
-    fleet: Fleet,
-    custom: client.CustomObjectsApi,
-    core: client.CoreV1Api,
-    namespace: str,
-) -> None:
-    create_policy(
-        custom,
-        policy_body(
-            "web",
-            namespace,
-            detection={"relativeThreshold": 1.5, "fleetWideFraction": 0.9},
-            actions={"drain": {"method": "ReadinessGate", "evict": False}},
-        ),
+def test_budget_allows_exactly_one_of_four_bad_pods(story: Story, fleet: Fleet) -> None:
+    story.given_policy(
+        detection={"relativeThreshold": 1.5, "fleetWideFraction": 0.9},
+        actions={"drain": {"method": "ReadinessGate", "evict": False}},
     )
-    pods = fleet.wait_all_ready()
+    pods = story.given_pods_serving()
     for p in pods[:4]:
-        fleet.exporter.set_ratio(p, 0.2)
+        story.when_pod_turns_bad(p)
 
     def status() -> dict[str, Any]:
-        return get_policy(custom, namespace, "web").get("status") or {}
+        return story.policy().get("status") or {}
 
     wait_for(
         lambda: len(status().get("drained") or []) == 1 and status().get("blocked"),
         timeout=60,
-        what=f"one drained, the rest blocked\n{operator.log()}",
+        what="one drained, the rest blocked",
+        detail=story.operator.log,
     )
     time.sleep(12)  # two more cycles change nothing
     st = status()
     assert st["pods"]["drained"] == 1
     assert any("maxDrainedPercent 25 allows 1 of 6" in b for b in st["blocked"])
     assert len([p for p in fleet.pods() if gate(p) == "False"]) == 1
-    wait_for(
-        lambda: events(core, namespace, "BudgetBlocked"), timeout=15, what="BudgetBlocked event"
-    )
+    story.then_event("BudgetBlocked")
 
 
 def test_fleet_wide_degradation_drains_nothing(
@@ -226,9 +213,8 @@ def test_fleet_wide_degradation_drains_nothing(
 
 
 def test_pdb_blocks_eviction_without_an_error_storm(
-    operator: OperatorProcess,
+    story: Story,
     fleet: Fleet,
-    custom: client.CustomObjectsApi,
     core: client.CoreV1Api,
     api_client: client.ApiClient,
     namespace: str,
@@ -241,16 +227,16 @@ def test_pdb_blocks_eviction_without_an_error_storm(
             "spec": {"minAvailable": 6, "selector": {"matchLabels": {"app": "web"}}},
         },
     )
-    create_policy(custom, policy_body("web", namespace))
-    pods = fleet.wait_all_ready()
+    story.given_policy()
+    pods = story.given_pods_serving()
     bad = pods[0]
-    fleet.exporter.set_ratio(bad, 0.2)
+    story.when_pod_turns_bad(bad)
 
     def blocked() -> list[str]:
-        st = get_policy(custom, namespace, "web").get("status") or {}
+        st = story.policy().get("status") or {}
         return [b for b in st.get("blocked") or [] if "PodDisruptionBudget" in b]
 
-    wait_for(blocked, timeout=90, what=f"eviction refused by the PDB\n{operator.log()}")
+    wait_for(blocked, timeout=90, what="eviction refused by the PDB", detail=story.operator.log)
     time.sleep(12)  # two more cycles: still refused, still one event
     assert bad in {p.metadata.name for p in fleet.pods()}
     refused = [e for e in events(core, namespace) if "PodDisruptionBudget" in (e.message or "")]
@@ -258,32 +244,20 @@ def test_pdb_blocks_eviction_without_an_error_storm(
     policy_api.patch_namespaced_pod_disruption_budget(
         "web", namespace, {"spec": {"minAvailable": 5}}
     )
-    wait_for(
-        lambda: bad not in {p.metadata.name for p in fleet.pods()},
-        timeout=60,
-        what="evicted once the PDB allows",
-    )
+    story.then_gone(bad)  # evicted once the PDB allows
 
 
 def test_policy_deleted_restores_drained_pod(
-    operator: OperatorProcess,
-    fleet: Fleet,
-    custom: client.CustomObjectsApi,
-    namespace: str,
+    story: Story, fleet: Fleet, custom: client.CustomObjectsApi, namespace: str
 ) -> None:
-    create_policy(
-        custom,
-        policy_body(
-            "web", namespace, actions={"drain": {"method": "ReadinessGate", "evict": False}}
-        ),
-    )
-    pods = fleet.wait_all_ready()
-    fleet.exporter.set_ratio(pods[0], 0.2)
-    wait_for(lambda: pods[0] not in fleet.ready(), timeout=60, what="drained")
+    story.given_policy(actions={"drain": {"method": "ReadinessGate", "evict": False}})
+    pods = story.given_pods_serving()
+    story.when_pod_turns_bad(pods[0])
+    story.then_drained(pods[0])
     custom.delete_namespaced_custom_object(GVR[0], GVR[1], namespace, GVR[2], "web")
-    wait_for(lambda: pods[0] in fleet.ready(), timeout=30, what="restored")
+    story.then_serving(pods[0])  # restored
     pod = next(p for p in fleet.pods() if p.metadata.name == pods[0])
-    assert "stickyguard.dev/drained-by" not in (pod.metadata.annotations or {})
+    assert DRAINED_BY not in (pod.metadata.annotations or {})
 
     def gone() -> bool:
         try:
@@ -297,44 +271,30 @@ def test_policy_deleted_restores_drained_pod(
 
 
 def test_operator_killed_between_drain_and_evict_carries_on(
+    story: Story,
     operator: OperatorProcess,
     fleet: Fleet,
-    custom: client.CustomObjectsApi,
     core: client.CoreV1Api,
     namespace: str,
 ) -> None:
-    create_policy(
-        custom,
-        policy_body(
-            "web",
-            namespace,
-            actions={
-                "drain": {"method": "ReadinessGate", "evict": True, "drainTimeoutSeconds": 15}
-            },
-        ),
+    story.given_policy(
+        actions={"drain": {"method": "ReadinessGate", "evict": True, "drainTimeoutSeconds": 15}}
     )
-    pods = fleet.wait_all_ready()
+    pods = story.given_pods_serving()
     bad = pods[0]
-    fleet.exporter.set_ratio(bad, 0.2)
-    wait_for(lambda: bad not in fleet.ready(), timeout=60, what="drained")
+    story.when_pod_turns_bad(bad)
+    story.then_drained(bad)
     operator.kill()  # Events still queued in the killed process are lost: they are best effort
-    drained_at = core.read_namespaced_pod(bad, namespace).metadata.annotations[
-        "stickyguard.dev/drained-at"
-    ]
+    drained_at = core.read_namespaced_pod(bad, namespace).metadata.annotations[DRAINED_AT]
     operator.start()
     time.sleep(6)  # a cycle of the restarted operator before the drain timeout ends
     pod = core.read_namespaced_pod(bad, namespace)
-    assert pod.metadata.annotations["stickyguard.dev/drained-at"] == drained_at, (
+    assert pod.metadata.annotations[DRAINED_AT] == drained_at, (
         "the restarted operator recognised the drain instead of draining again"
     )
-    wait_for(
-        lambda: bad not in {p.metadata.name for p in fleet.pods()},
-        timeout=60,
-        what=f"evicted after restart\n{operator.log()}",
-    )
+    story.then_gone(bad)  # evicted after the restart
     fleet.wait_all_ready()
-    wait_for(lambda: events(core, namespace, "Evicted"), timeout=15, what="Evicted event")
-    assert len(events(core, namespace, "Evicted")) == 1, "evicted once"
+    assert len(story.then_event("Evicted")) == 1, "evicted once"
     assert len(events(core, namespace, "Drained")) <= 1, "no second drain after the restart"
     for p in fleet.pods():
         assert gate(p) == "True"
@@ -440,13 +400,13 @@ def test_service_label_drain_takes_the_pod_out_of_the_slice(
         )
         pod = core.read_namespaced_pod(pods[0], namespace)
         assert SERVING not in (pod.metadata.labels or {})
-        assert pod.metadata.annotations["stickyguard.dev/drained-by"] == "web"
+        assert pod.metadata.annotations[DRAINED_BY] == "web"
         assert len(in_slice()) == 5
         assert pod.metadata.owner_references, "still owned by its ReplicaSet: no replacement"
         # the fault is fixed and a person asks for the pod back
         exporter.set_ratio(pods[0], 0.001)
         core.patch_namespaced_pod(
-            pods[0], namespace, {"metadata": {"annotations": {"stickyguard.dev/undrain": "true"}}}
+            pods[0], namespace, {"metadata": {"annotations": {UNDRAIN: "true"}}}
         )
         wait_for(lambda: pods[0] in in_slice(), timeout=30, what="restored on request")
     finally:
@@ -499,33 +459,28 @@ def test_two_replicas_only_the_lease_holder_acts(
 
 
 def test_isolate_starts_a_replacement_at_once_and_deletes_after_ttl(
+    story: Story,
     operator: OperatorProcess,
     fleet: Fleet,
-    custom: client.CustomObjectsApi,
     core: client.CoreV1Api,
     namespace: str,
 ) -> None:
-    create_policy(
-        custom,
-        policy_body(
-            "web",
-            namespace,
-            actions={
-                "drain": {"method": "ReadinessGate", "drainTimeoutSeconds": 5, "evict": True},
-                "isolate": {"enabled": True, "ttlSeconds": 60},
-            },
-        ),
+    story.given_policy(
+        actions={
+            "drain": {"method": "ReadinessGate", "drainTimeoutSeconds": 5, "evict": True},
+            "isolate": {"enabled": True, "ttlSeconds": 60},
+        }
     )
-    pods = fleet.wait_all_ready()
+    pods = story.given_pods_serving()
     bad = pods[0]
-    fleet.exporter.set_ratio(bad, 0.2)
+    story.when_pod_turns_bad(bad)
 
     def isolated() -> Any:
         p = core.read_namespaced_pod(bad, namespace)
         return "pod-template-hash" not in (p.metadata.labels or {}) and p
 
     pod = wait_for(isolated, timeout=90, what=f"isolated\n{operator.log()}")
-    assert "stickyguard.dev/isolated-at" in pod.metadata.annotations
+    assert ISOLATED_AT in pod.metadata.annotations
     # The ReplicaSet let it go and started a replacement at once; the pod is kept.
     wait_for(
         lambda: not core.read_namespaced_pod(bad, namespace).metadata.owner_references,
@@ -549,7 +504,7 @@ def test_isolate_starts_a_replacement_at_once_and_deletes_after_ttl(
         timeout=60,
         what="six serving pods besides the isolated one",
     )
-    wait_for(lambda: events(core, namespace, "Isolated"), timeout=15, what="Isolated event")
+    story.then_event("Isolated")
     wait_for(
         lambda: bad not in {p.metadata.name for p in fleet.pods()},
         timeout=120,
@@ -590,7 +545,7 @@ def test_cordon_the_node_the_damage_concentrates_on(
             what=f"{node} cordoned\n{operator.log()}",
         )
         n = core.read_node(node)
-        assert n.metadata.annotations["stickyguard.dev/cordoned-by"] == f"{namespace}/web"
+        assert n.metadata.annotations[CORDONED_BY] == f"{namespace}/web"
         others = [x.metadata.name for x in core.list_node().items if x.metadata.name != node]
         assert not any(core.read_node(o).spec.unschedulable for o in others)
         wait_for(lambda: events(core, namespace, "Cordoned"), timeout=15, what="Cordoned event")

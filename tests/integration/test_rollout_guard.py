@@ -12,7 +12,15 @@ import pytest
 from kubernetes import client
 
 from operator_support import Fleet, condition, create_policy, events, get_policy, policy_body
-from stickyguard.lab.operatorproc import OperatorProcess
+from stickyguard.core.names import (
+    DRAINED_BY,
+    HOLD_DONE,
+    HOLD_REVISION,
+    HOLD_STARTED,
+    PAUSED_BY,
+    PAUSED_REASON,
+)
+from stickyguard_lab.operatorproc import OperatorProcess
 from support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
@@ -76,9 +84,9 @@ def test_bad_new_version_is_paused_before_completion(
         what=f"rollout paused\n{operator.log()}",
     )
     dep = deployment(apps, namespace)
-    assert dep.metadata.annotations["stickyguard.dev/paused-by"] == "web"
+    assert dep.metadata.annotations[PAUSED_BY] == "web"
     assert (dep.status.updated_replicas or 0) < 6, "paused before it completed"
-    assert dep.metadata.annotations["stickyguard.dev/paused-reason"].startswith("new version")
+    assert dep.metadata.annotations[PAUSED_REASON].startswith("new version")
     # Once the bad new pod is also drained the new cohort may have no traffic (inconclusive);
     # the rollout stays paused and reported so.
     section = rollout_section(custom, namespace)
@@ -90,9 +98,7 @@ def test_bad_new_version_is_paused_before_completion(
     )
     # Old pods are untouched: those still there serve, none was drained.
     left = [p for p in fleet.pods() if p.metadata.name in old]
-    assert left and all(
-        "stickyguard.dev/drained-by" not in (p.metadata.annotations or {}) for p in left
-    )
+    assert left and all(DRAINED_BY not in (p.metadata.annotations or {}) for p in left)
 
 
 def test_rollback_returns_to_the_previous_template(
@@ -294,9 +300,7 @@ def test_hold_pauses_then_resumes_a_healthy_rollout(
 
     def held() -> Any:
         d = deployment(apps, namespace)
-        return (
-            d.spec.paused and "stickyguard.dev/hold-started" in (d.metadata.annotations or {}) and d
-        )
+        return d.spec.paused and HOLD_STARTED in (d.metadata.annotations or {}) and d
 
     dep = wait_for(held, timeout=60, what=f"rollout held\n{operator.log()}")
     assert (dep.status.updated_replicas or 0) < 6
@@ -308,8 +312,8 @@ def test_hold_pauses_then_resumes_a_healthy_rollout(
         detail=lambda: rollout_section(custom, namespace),
     )
     assert (
-        deployment(apps, namespace).metadata.annotations["stickyguard.dev/hold-done-revision"]
-        == dep.metadata.annotations["stickyguard.dev/hold-revision"]
+        deployment(apps, namespace).metadata.annotations[HOLD_DONE]
+        == dep.metadata.annotations[HOLD_REVISION]
     )
     wait_for(
         lambda: (

@@ -16,10 +16,11 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from operator_support import Fleet, condition, create_policy, events, get_policy, policy_body
-from stickyguard.actuate import Actuator
-from stickyguard.lab.operatorproc import OperatorProcess
-from stickyguard.planner import DRAIN, RESTORE, Action
-from stickyguard.policy import parse_policy
+from stickyguard.adapters.kube_writes import Actuator
+from stickyguard.core.names import GROUP, PLURAL
+from stickyguard.core.planner import DRAIN, RESTORE, Action
+from stickyguard.core.policy import parse_policy
+from stickyguard_lab.operatorproc import OperatorProcess
 from support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
@@ -49,7 +50,7 @@ ALLOWED = [
     ("patch", "pods", "shop", "", ""),
     ("patch", "pods", "shop", "", "status"),
     ("create", "pods", "shop", "", "eviction"),
-    ("patch", "stickypolicies", "shop", "stickyguard.dev", "status"),
+    ("patch", PLURAL, "shop", GROUP, "status"),
     ("patch", "deployments", "shop", "apps", ""),
     ("patch", "nodes", None, "", ""),
     ("create", "events", "shop", "", ""),
@@ -66,8 +67,8 @@ DENIED = [
     ("delete", "deployments", "shop", "apps", ""),
     ("update", "deployments", "shop", "apps", ""),
     ("delete", "nodes", None, "", ""),
-    ("create", "stickypolicies", "shop", "stickyguard.dev", ""),
-    ("delete", "stickypolicies", "shop", "stickyguard.dev", ""),
+    ("create", PLURAL, "shop", GROUP, ""),
+    ("delete", PLURAL, "shop", GROUP, ""),
     ("patch", "services", "shop", "", ""),
     ("patch", "endpointslices", "shop", "discovery.k8s.io", ""),
     ("create", "clusterrolebindings", None, "rbac.authorization.k8s.io", ""),
@@ -118,7 +119,7 @@ def test_webhook_serves_tls_only(operator: OperatorProcess) -> None:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
-def test_webhook_refuses_to_start_without_a_certificate() -> None:
+def test_webhook_refuses_to_start_without_a_certificate(sa_kubeconfig: Path) -> None:
     out = subprocess.run(
         [
             sys.executable,
@@ -126,7 +127,7 @@ def test_webhook_refuses_to_start_without_a_certificate() -> None:
             "stickyguard",
             "run",
             "--webhook-port=9443",
-            "--kubeconfig=/dev/null",
+            f"--kubeconfig={sa_kubeconfig}",
         ],
         capture_output=True,
         text=True,

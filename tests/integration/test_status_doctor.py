@@ -16,9 +16,10 @@ import pytest
 from kubernetes import client
 
 from operator_support import Fleet, create_policy, policy_body
-from stickyguard.lab import testenv
-from stickyguard.lab.kubectl import apply, kubectl
-from stickyguard.lab.operatorproc import OperatorProcess
+from stickyguard.core.names import SERVING
+from stickyguard_lab import testenv
+from stickyguard_lab.kubectl import apply, kubectl
+from stickyguard_lab.operatorproc import OperatorProcess
 from support import service, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
@@ -126,9 +127,10 @@ def test_healthy_setup_passes_every_check_and_status_shows_it(
         "series",
         "freshness",
         "rbac",
+        "evaluated",
     }
     text = cli(lab, "doctor", "-n", namespace, "web", f"--prometheus-url={lab.prometheus.url}")
-    assert text.returncode == 0 and text.stdout.count("PASS") == 9, text.stdout
+    assert text.returncode == 0 and text.stdout.count("PASS") == 10, text.stdout
 
     bad = fleet.ready()[0]
     fleet.exporter.set_ratio(bad, 0.3)
@@ -225,7 +227,7 @@ def test_pod_without_series_fails_the_series_check(
         {
             "metadata": {"name": "web-unscraped", "labels": {"app": "web", "scraped": "no"}},
             "spec": {
-                "readinessGates": [{"conditionType": "stickyguard.dev/serving"}],
+                "readinessGates": [{"conditionType": SERVING}],
                 "containers": [{"name": "app", "image": "example.invalid/app:1"}],
             },
         },

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stickyguard.analysis import (
+from stickyguard.core.analysis import (
     CONCENTRATED,
     FLEET_WIDE,
     HEALTHY,
@@ -22,7 +23,7 @@ from stickyguard.analysis import (
     single_shot,
     user_impact,
 )
-from stickyguard.policy import Detection, Impact
+from stickyguard.core.policy import Detection, Impact
 
 D1 = single_shot(Detection())  # one evaluation decides
 IMPACT = Impact()
@@ -99,7 +100,8 @@ def test_malformed_values_are_never_judged(bad: float) -> None:
 
 # --- hysteresis -----------------------------------------------------------------------------
 def test_hysteresis_needs_consecutive_failures_and_recovers_slowly() -> None:
-    d = Detection(consecutive=2, recovery_evaluations=3)
+    # One window's test stands in for the sequential detector's alarm here.
+    d = replace(Detection(consecutive=2, recovery_evaluations=3), one_shot=True)
     bad, good = fleet([0.05] + [0.001] * 9), fleet([0.001] * 10)
     f1 = analyze(bad, {}, d, IMPACT)
     assert f1.outlier_pods == ("pod-00",) and f1.degraded_pods == ()
@@ -229,12 +231,7 @@ def test_property_pod_under_min_requests_never_flagged(
     assert not small & set(f.outlier_pods)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(2, 40), st.floats(0, 1), st.floats(50, 1e5))
-def test_property_uniform_fleet_never_concentrated(n: int, ratio: float, volume: float) -> None:
-    f = run(fleet([ratio] * n, volume))
-    assert f.classification != CONCENTRATED
-    assert f.degraded_pods == ()
+# The uniform-fleet property now lives in test_sequential.py, on noisy counts over time.
 
 
 @settings(max_examples=200, deadline=None)
@@ -255,7 +252,11 @@ def test_property_healthy_traffic_on_healthy_pods_creates_no_finding(
     ]
     after = run(more)
     assert not healthy & set(after.outlier_pods)
-    if before.classification == HEALTHY:
+    # A pod above the absolute threshold may become significant once the rest has more data
+    # (hypothesis found 2 pods: 0/50 and 0.94/60); the fleet stays healthy when none is.
+    if before.classification == HEALTHY and all(
+        (p.ratio or 0) < D1.absolute_threshold for p in before.pods
+    ):
         assert after.classification == HEALTHY
 
 

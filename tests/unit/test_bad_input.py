@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from policies import minimal
-from stickyguard.analysis import PodMeta, PodSample, analyze, single_shot
-from stickyguard.metrics import QueryError, parse_vector
-from stickyguard.planner import PodState, plan
-from stickyguard.policy import Detection, Impact, PolicyError, parse_policy
+from stickyguard.adapters.prometheus import QueryError, parse_vector
+from stickyguard.core.analysis import PodMeta, PodSample, analyze, single_shot
+from stickyguard.core.planner import PodState, plan
+from stickyguard.core.policy import Detection, Impact, PolicyError, parse_policy
 
 PAYLOAD = 'x"} or vector(1) or {a="'
 STRING = re.compile(r'"(?:\\.|[^"\\])*"')

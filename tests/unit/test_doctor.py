@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from stickyguard import doctor
-from stickyguard.doctor import (
+from stickyguard.core import doctor_checks as doctor
+from stickyguard.core.doctor_facts import (
     FAIL,
     PASS,
     SKIP,
@@ -19,12 +19,13 @@ from stickyguard.doctor import (
     PodFacts,
     ServiceFacts,
 )
-from stickyguard.policy import SERVING, parse_policy
+from stickyguard.core.names import API_VERSION, SERVING
+from stickyguard.core.policy import parse_policy
 
 
 def policy(**spec: Any) -> Any:
     body = {
-        "apiVersion": "stickyguard.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "StickyPolicy",
         "metadata": {"name": "web", "namespace": "shop", "generation": 1},
         "spec": {
@@ -50,6 +51,8 @@ HEALTHY = Facts(
     series={"total": frozenset(p.name for p in PODS), "bad": frozenset()},
     scrape_age={p.name: 5.0 for p in PODS},
     access=tuple(replace(a, allowed=True) for a in doctor.required_access(policy())),
+    evaluation_age=4.0,
+    status_read=True,
 )
 
 
@@ -63,6 +66,11 @@ def broken(facts: Facts) -> dict[str, str]:
 
 def test_healthy_passes_everything() -> None:
     assert set(results(HEALTHY).values()) == {PASS}
+
+
+@pytest.mark.parametrize(("age", "result"), [(4.0, PASS), (None, WARN), (600.0, WARN)])
+def test_a_policy_no_operator_evaluates_is_reported(age: float | None, result: str) -> None:
+    assert results(replace(HEALTHY, evaluation_age=age))["evaluated"] == result
 
 
 @pytest.mark.parametrize(
@@ -152,3 +160,30 @@ def test_render_prints_fixes_only_for_problems() -> None:
     text = doctor.render(doctor.diagnose(replace(HEALTHY, pods=())))
     assert "FAIL  selector" in text and "fix:" in text
     assert doctor.render(doctor.diagnose(HEALTHY)).count("fix:") == 0
+
+
+def test_traefik_stickiness_is_read_from_the_service_not_the_ingress() -> None:
+    # Traefik v3 takes service.sticky.cookie from the Service (tests/integration/test_traefik.py
+    # shows it on the real controller); on the Ingress it does nothing.
+    sticky = {"traefik.ingress.kubernetes.io/service.sticky.cookie": "true"}
+    plain_ingress = (IngressFacts("web", {}, frozenset({"web"})),)
+    on_service = replace(
+        HEALTHY,
+        services=(ServiceFacts("web", {"app": "web"}, annotations=sticky),),
+        ingresses=plain_ingress,
+    )
+    assert results(on_service)["affinity"] == PASS
+    on_ingress = replace(HEALTHY, ingresses=(IngressFacts("web", sticky, frozenset({"web"})),))
+    checks = {c.name: c for c in doctor.diagnose(on_ingress)}
+    assert checks["affinity"].result == WARN
+    assert "move" in (checks["affinity"].fix or "")
+    # Off ("false") on the Service is not stickiness either.
+    off = replace(
+        on_service,
+        services=(
+            ServiceFacts(
+                "web", {"app": "web"}, annotations={**sticky, **dict.fromkeys(sticky, "false")}
+            ),
+        ),
+    )
+    assert results(off)["affinity"] == WARN

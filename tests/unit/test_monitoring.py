@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stickyguard import telemetry
+from stickyguard.controller import telemetry
+from stickyguard.core.problems import Held, HoldCause
 
 MONITORING = Path(__file__).resolve().parents[2] / "manifests" / "components" / "monitoring"
 
@@ -69,7 +70,14 @@ def exported_metric_names() -> set[str]:
 
 def test_rules_and_dashboard_only_use_exported_metrics() -> None:
     # Touch every labelled family once so its samples exist.
-    telemetry.record_evaluation("x", "y", result="ok", seconds=0.1, now=1.0, blocked=["a failed: "])
+    telemetry.record_evaluation(
+        "x",
+        "y",
+        result="ok",
+        seconds=0.1,
+        now=1.0,
+        blocked=[Held(HoldCause.ACTION_FAILED, "a failed: ")],
+    )
     telemetry.ACTIONS.labels("x", "y", "drain")
     telemetry.QUERY_ERRORS.labels("x", "y", "total")
     telemetry.PODS.labels("x", "y", "healthy")

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from policies import INVALID, SAMPLES, load_sample, minimal
-from stickyguard import promql
-from stickyguard.policy import (
+from stickyguard.core import promql
+from stickyguard.core.policy import (
     Actions,
     Detection,
     LabelSelector,

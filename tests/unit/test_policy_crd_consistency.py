@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 
 from policies import CRD
-from stickyguard.policy import parse_policy
+from stickyguard.core.policy import parse_policy
 
 
 def _spec_schema() -> dict[str, Any]:

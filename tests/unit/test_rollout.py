@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from planner_fixtures import NOW, policy
-from stickyguard.analysis import PodMeta, PodSample
-from stickyguard.gate import gate_answer
-from stickyguard.planner import DEGRADED_COST, PodState, deletion_costs
-from stickyguard.rollout import (
+from stickyguard.core.analysis import PodMeta, PodSample
+from stickyguard.core.planner import DEGRADED_COST, PodState, deletion_costs
+from stickyguard.core.rollout import (
     FAIL,
     FLEET_WIDE,
     HOLD,
@@ -17,6 +16,7 @@ from stickyguard.rollout import (
     PAUSE,
     RESUME,
     ROLLBACK,
+    Revision,
     Workload,
     decide,
     judge,
@@ -42,7 +42,15 @@ def fleet(
     return samples, meta
 
 
-W = Workload("web", paused=False, new_hash="h2", revision="2", rolling=True, new_ready=2)
+W = Workload(
+    "web",
+    paused=False,
+    new_hash="h2",
+    revision="2",
+    rolling=True,
+    new_ready=2,
+    revisions=(Revision("h1", 1, 4, 4), Revision("h2", 2, 2, 2)),
+)
 
 
 def test_bad_new_version_fails() -> None:
@@ -93,20 +101,6 @@ def test_hold_then_resume_when_healthy() -> None:
     assert decide(p, done, ok, NOW)[0] is None
 
 
-def test_gate_answers() -> None:
-    verdicts = {
-        ("ns", "web"): {"verdict": "pass", "reason": "ok", "time": NOW, "interval": 15},
-        ("ns", "bad"): {"verdict": "fail", "reason": "x", "time": NOW, "interval": 15},
-    }
-    assert gate_answer(verdicts, "ns", "web", "flagger", NOW)[0] == 200
-    assert gate_answer(verdicts, "ns", "bad", "flagger", NOW)[0] == 412
-    status, body = gate_answer(verdicts, "ns", "bad", "argo", NOW)
-    assert status == 200 and body["verdict"] == "fail" and body["pass"] is False
-    assert gate_answer(verdicts, "ns", "nope", "argo", NOW)[0] == 404
-    status, body = gate_answer(verdicts, "ns", "web", "flagger", NOW + 100)
-    assert status == 503 and body["verdict"] == "unknown"
-
-
 def test_deletion_costs_rank_degraded_then_fewest_sessions() -> None:
     pods = [PodState(n) for n in ("a", "b", "c", "d")]
     costs = deletion_costs(pods, ["d"], {"a": 100, "b": 3, "c": None, "d": 500})
@@ -114,3 +108,26 @@ def test_deletion_costs_rank_degraded_then_fewest_sessions() -> None:
     assert costs["c"] < costs["b"] < costs["a"]
     # small changes in sessions do not change the cost (no write storms)
     assert deletion_costs(pods, [], {"a": 101})["a"] == deletion_costs(pods, [], {"a": 120})["a"]
+
+
+def test_no_comparison_is_inconclusive_never_fail() -> None:
+    """A fleet-wide 5% outage with the old cohort almost drained used to roll back a healthy
+    version; and with no rollout at all there is nothing to blame the new version against."""
+    from stickyguard.core.analysis import PodMeta, PodSample
+    from stickyguard.core.policy import parse_policy
+    from stickyguard.core.rollout import INCONCLUSIVE, judge
+
+    policy = parse_policy(
+        {
+            "metadata": {"name": "p", "namespace": "n"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}}},
+        }
+    )
+    meta = {
+        f"new-{i}": PodMeta(f"new-{i}", labels={"pod-template-hash": "v2"}) for i in range(3)
+    } | {"old-0": PodMeta("old-0", labels={"pod-template-hash": "v1"})}
+    new = [PodSample(f"new-{i}", 1000.0, 50.0) for i in range(3)]
+    thin_old = judge(policy, [*new, PodSample("old-0", 10.0, 0.5)], meta, "v2")
+    assert thin_old.verdict == INCONCLUSIVE
+    no_rollout = judge(policy, new, meta, "v2")
+    assert no_rollout.verdict == INCONCLUSIVE and "no rollout" in no_rollout.reason

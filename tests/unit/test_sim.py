@@ -156,3 +156,10 @@ def test_cli_json_has_one_entry_per_strategy() -> None:
             "detection_seconds",
             "healthy_pods_drained",
         } <= set(entry)
+
+
+def test_retry_storms_on_healthy_pods_drain_nothing() -> None:
+    sc = load("retry-storms")
+    for seed in (1, 2, 3):
+        res = run(sc, "stickyguard", traffic(sc, seed))
+        assert res.healthy_pods_drained == 0 and res.pods_drained == 0

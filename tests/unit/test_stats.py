@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stickyguard.stats import betainc, binomial_sf
+from stickyguard.core.stats import betainc, binomial_sf
 
 
 def brute_sf(k: int, n: int, p: float) -> float:
@@ -50,3 +50,16 @@ def test_edges() -> None:
 def test_monotone_in_k_for_non_integer_counts() -> None:
     values = [binomial_sf(k / 4, 100.5, 0.02) for k in range(1, 40)]
     assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def test_binomial_sf_is_a_probability_for_huge_counts() -> None:
+    """Above ~1e9 events the continued fraction did not converge (p-values above 1)."""
+    from stickyguard.core.stats import binomial_sf
+
+    for n in (1e8, 1e9, 5e10, 1e12):
+        for frac in (0.0009, 0.001, 0.0011, 0.002):
+            v = binomial_sf(frac * n, n, 0.001)
+            assert 0.0 <= v <= 1.0
+    assert binomial_sf(0.002 * 1e10, 1e10, 0.001) < 1e-12
+    assert binomial_sf(0.0009 * 1e10, 1e10, 0.001) > 1 - 1e-12
+    assert abs(binomial_sf(1e9 * 0.001, 1e9, 0.001) - 0.5) < 0.01

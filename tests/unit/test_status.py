@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planner_fixtures import NOW, findings, plan_for, pods, policy
-from stickyguard.status import build_status, events, meaningful
+from stickyguard.core.policy_status import build_status, events, meaningful
 
 
 def test_conditions_have_metav1_shape() -> None:
@@ -11,7 +11,7 @@ def test_conditions_have_metav1_shape() -> None:
     f = findings(p, [0.2] + [0.001] * 5)
     st = build_status(p, pods(6), f, None, plan_for(p, pods(6), f), {}, NOW)
     types = [c["type"] for c in st["conditions"]]
-    assert types == ["Ready", "MetricsAvailable", "Degraded", "Concentrated"]
+    assert types == ["Ready", "MetricsAvailable", "Degraded", "Concentrated", "Conflict"]
     for c in st["conditions"]:
         assert set(c) == {
             "type",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stickyguard.statusview import render
+from stickyguard.core.status_table import render
 
 
 def obj(ns: str, name: str, **status: Any) -> dict[str, Any]:

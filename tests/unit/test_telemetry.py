@@ -6,32 +6,34 @@ import math
 
 import pytest
 
-from stickyguard import telemetry
-from stickyguard.analysis import PodSample, analyze, single_shot
-from stickyguard.policy import Detection, Impact
+from stickyguard.controller import telemetry
+from stickyguard.core.analysis import PodSample, analyze, single_shot
+from stickyguard.core.policy import Detection, Impact
+from stickyguard.core.problems import Held, HoldCause, MetricProblem, MetricProblemKind
 
 
 def value(name: str, **labels: str) -> float | None:
     return telemetry.REGISTRY.get_sample_value(name, labels)
 
 
-@pytest.mark.parametrize(
-    ("message", "reason"),
-    [
-        (
-            "web-1: not drained: maxDrainedPercent 20 allows 1 of 5 pods drained at once",
-            "maxDrainedPercent",
-        ),
-        ("web-1: not drained: minReadyPods 3 (3 serving)", "minReadyPods"),
-        ("web-1: evict held: maxActionsPerHour 6 reached", "maxActionsPerHour"),
-        ("web-1: not drained: cooldownSeconds 60 since the last drain", "cooldownSeconds"),
-        ("no drains: metrics unavailable (total: timeout)", "metricsUnavailable"),
-        ("web-1: drain failed: 409 Conflict", "actionFailed"),
-        ("something new", "other"),
-    ],
-)
-def test_blocked_reason(message: str, reason: str) -> None:
-    assert telemetry.blocked_reason(message) == reason
+@pytest.mark.parametrize("cause", list(HoldCause))
+def test_blocked_actions_are_counted_by_their_typed_cause(cause: HoldCause) -> None:
+    # The message may say anything (a pod called metrics-gw-1 included): the label is the kind.
+    telemetry.record_evaluation(
+        "t",
+        "typed",
+        result="ok",
+        seconds=0.1,
+        now=1.0,
+        blocked=[Held(cause, "metrics-gw-1: not drained: metrics unavailable failed: ")],
+    )
+    assert (
+        value(
+            "stickyguard_actions_blocked_total", namespace="t", policy="typed", reason=cause.value
+        )
+        == 1
+    )
+    telemetry.forget("t", "typed")
 
 
 def test_an_evaluation_with_findings_sets_every_policy_series() -> None:
@@ -46,7 +48,12 @@ def test_an_evaluation_with_findings_sets_every_policy_series() -> None:
         now=1000.0,
         findings=findings,
         actions=["drain"],
-        blocked=["p3: not drained: maxDrainedPercent 10 allows 1 of 10 pods drained at once"],
+        blocked=[
+            Held(
+                HoldCause.MAX_DRAINED_PERCENT,
+                "p3: not drained: maxDrainedPercent 10 allows 1 of 10 pods drained at once",
+            )
+        ],
         drained=1,
     )
     assert value("stickyguard_evaluations_total", **labels, result="ok") == 1
@@ -79,7 +86,10 @@ def test_metrics_unavailable_counts_query_errors_by_signal_and_leaves_impact_unk
         result="metrics_unavailable",
         seconds=1.0,
         now=5.0,
-        query_problems=["total: HTTP 500", "bad: timed out"],
+        query_problems=[
+            MetricProblem("total", MetricProblemKind.SERVER_ERROR, "HTTP 500"),
+            MetricProblem("bad", MetricProblemKind.TIMEOUT, "timed out"),
+        ],
     )
     assert value("stickyguard_metrics_available", **labels) == 0
     assert value("stickyguard_prometheus_query_errors_total", **labels, signal="total") == 1

@@ -9,8 +9,9 @@ the SLO. `users_affected_pct` and `requests_bad_pct` count what the faults spoil
 `*_any_bad_pct` figures add the background errors every strategy lives with. Strategies:
 - `none`: no mitigation;
 - `outlier_detection`: Envoy's documented defaults, per proxy (see envoy.py);
-- `stickyguard`: Prometheus-like scrapes every 15 s feed the real `analyze` and `plan` at the
-  policy's interval, and their actions are applied (drain, evict + replacement, restore).
+- `stickyguard`: Prometheus-like scrapes every 15 s feed the operator's own cycle step
+  (core.cycle.decide) at the policy's interval, and its actions are applied (drain, evict +
+  replacement, restore).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stickyguard.analysis import PodMeta, PodSample, Track, analyze
-from stickyguard.planner import DRAIN, EVICT, RESTORE, ActionRecord, PodState, plan
-from stickyguard.policy import Policy, parse_policy
-from stickyguard.promql import duration_seconds
+from stickyguard.core.analysis import MetricsSnapshot, PodMeta, PodSample
+from stickyguard.core.cycle import ClusterSnapshot, Memory, decide, remember
+from stickyguard.core.planner import DRAIN, EVICT, RESTORE, ActionRecord, PodState
+from stickyguard.core.policy import Policy, parse_policy
+from stickyguard.core.promql import duration_seconds
 from stickyguard.sim.envoy import OutlierDetector
 from stickyguard.sim.scenario import Scenario
 
@@ -69,6 +71,7 @@ class Request:
     session: int
     session_key: int
     coin: float
+    retry: bool = False  # a retry storm's request: bad whatever the pod (not a pod's fault)
 
 
 def traffic(sc: Scenario, seed: int) -> list[Request]:
@@ -88,6 +91,19 @@ def traffic(sc: Scenario, seed: int) -> list[Request]:
                 out.append(Request(t, user, session, key, rng.random()))
                 t += rng.expovariate(1.0 / sc.request_interval)
             session += 1
+    storms = sc.retry_storms
+    if storms is not None:
+        # Each burst is one session's retries (pinned to one pod); a later burst of the same
+        # user comes in another session, so on whatever pod that one is pinned to.
+        for user in range(min(storms.users, sc.users)):
+            t = rng.expovariate(1.0 / storms.every)
+            while t < sc.duration:
+                key = rng.getrandbits(64)
+                for i in range(storms.size):
+                    if t + i * storms.spacing < sc.duration:
+                        out.append(Request(t + i * storms.spacing, user, session, key, 1.0, True))
+                session += 1
+                t += rng.expovariate(1.0 / storms.every)
     out.sort(key=lambda r: r.t)
     return out
 
@@ -202,6 +218,10 @@ class Scraper:
         while len(self.samples) > 2 and self.samples[1][0] <= t - self.window:
             self.samples.pop(0)
 
+    def counters(self) -> dict[str, tuple[float, float]]:
+        """The raw counters at the newest scrape (what the presets' counter queries read)."""
+        return dict(self.samples[-1][1]) if self.samples else {}
+
     def window_counts(self) -> dict[str, tuple[float, float]]:
         if not self.samples:
             return {}
@@ -248,33 +268,50 @@ def run(sc: Scenario, strategy: str, requests: list[Request]) -> Result:
     policy = _stickyguard_policy(sc)
     counters: dict[str, list[float]] = {name: [0.0, 0.0] for name in fleet.pods}
     scraper = Scraper(duration_seconds(policy.prometheus.window))
-    tracks: dict[str, Track] = {}
+    memory = Memory()
     history: list[ActionRecord] = []
     if strategy == "stickyguard":
         at(SCRAPE_SECONDS, "scrape")
         at(float(policy.detection.interval_seconds), "evaluate")
 
     def evaluate(t: float) -> None:
-        nonlocal tracks
+        """One operator cycle: the same core step the kopf timer calls, on simulated
+        snapshots; every planned write succeeds."""
+        nonlocal memory
         counts = scraper.window_counts()
-        samples = [PodSample(p, *counts.get(p, (0.0, 0.0))) for p in fleet.pods]
-        meta = {p.name: PodMeta(p.name, node=p.node) for p in fleet.pods.values()}
-        findings = analyze(samples, meta, policy.detection, policy.impact, tracks)
-        tracks = dict(findings.tracks)
-        states = [
-            PodState(
-                p.name,
-                node=p.node,
-                ready=p.serving,
-                serving=p.serving,
-                has_gate=True,
-                drained_by=None if p.serving else policy.name,
-                drained_at=p.drained_at,
-            )
-            for p in fleet.pods.values()
-        ]
-        the_plan = plan(policy, states, findings, None, history, t)
-        for a in the_plan.actions:
+        window = duration_seconds(policy.prometheus.window)
+        raw = scraper.counters()
+        metrics = MetricsSnapshot(
+            t,
+            window,
+            tuple(
+                PodSample(
+                    p,
+                    *counts.get(p, (0.0, 0.0)),
+                    total_counter=raw[p][0] if p in raw else None,
+                    bad_counter=raw[p][1] if p in raw else None,
+                )
+                for p in fleet.pods
+            ),
+        )
+        cluster = ClusterSnapshot(
+            tuple(
+                PodState(
+                    p.name,
+                    node=p.node,
+                    ready=p.serving,
+                    serving=p.serving,
+                    has_gate=True,
+                    drained_by=None if p.serving else policy.name,
+                    drained_at=p.drained_at,
+                )
+                for p in fleet.pods.values()
+            ),
+            {p.name: PodMeta(p.name, node=p.node) for p in fleet.pods.values()},
+        )
+        decision = decide(policy, cluster, metrics, memory, history, t)
+        memory = remember(decision, decision.plan.actions)  # every simulated write succeeds
+        for a in decision.plan.actions:
             pod = fleet.pods.get(a.pod)
             if pod is None:
                 continue
@@ -341,7 +378,7 @@ def run(sc: Scenario, strategy: str, requests: list[Request]) -> Result:
         pod_name, proxy = route(r)
         pod = fleet.pods[pod_name]
         p_fault, p_bad, visible = fleet.bad_probability(pod, r.t)
-        bad = r.coin < p_bad
+        bad = r.retry or r.coin < p_bad
         users.add(r.user)
         if bad:
             bad_total += 1

@@ -37,6 +37,19 @@ class Scenario:
     proxies: int = 4  # Envoy-style proxies, each judging alone on its share of traffic
     replacement_seconds: float = 20.0  # an evicted pod's replacement starts serving after this
     policy: dict[str, Any] = field(default_factory=dict)  # StickyPolicy spec overrides
+    retry_storms: RetryStorms | None = None
+
+
+@dataclass(frozen=True)
+class RetryStorms:
+    """A few users whose calls fail for reasons of their own (bad input, a broken account) and
+    whose clients retry at once: bursts of bad answers on whatever pod their session is
+    pinned to, healthy or not. Not a fault of any pod."""
+
+    users: int  # the first `users` users do this
+    size: int  # requests per burst, all bad
+    every: float  # mean seconds between a storm user's bursts
+    spacing: float = 1.0  # seconds between retries
 
 
 class ScenarioError(ValueError):
@@ -91,6 +104,19 @@ def parse(data: dict[str, Any], name: str = "scenario") -> Scenario:
         proxies=int(data.get("proxies", 4)),
         replacement_seconds=float(data.get("replacementSeconds", 20)),
         policy=dict(data.get("policy") or {}),
+        retry_storms=_storms(data.get("retryStorms"), name),
+    )
+
+
+def _storms(raw: Any, name: str) -> RetryStorms | None:
+    if raw is None:
+        return None
+    where = f"{name}.retryStorms"
+    return RetryStorms(
+        users=_req(raw, "users", int, where),
+        size=_req(raw, "size", int, where),
+        every=_req(raw, "every", float, where),
+        spacing=float(raw.get("spacing", 1.0)),
     )
 
 

@@ -1,0 +1,160 @@
+"""The guarded Deployment (the imperative shell of the rollout guard): reads its ReplicaSets
+and applies the guard's decisions (pause, hold, resume, rollback) with annotations saying why."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from stickyguard.core.names import (
+    HOLD_DONE,
+    HOLD_REVISION,
+    HOLD_STARTED,
+    PAUSED_BY,
+    PAUSED_REASON,
+    PAUSED_REVISION,
+    POD_TEMPLATE_HASH,
+    ROLLED_BACK,
+    parse_rfc3339,
+    rfc3339,
+)
+from stickyguard.core.policy import Policy
+from stickyguard.core.rollout import HOLD, PAUSE, RESUME, ROLLBACK, Revision, Workload
+
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def _owned_replicasets(apps: client.AppsV1Api, dep: Any) -> list[Any]:
+    rsets = apps.list_namespaced_replica_set(dep.metadata.namespace).items
+    return sorted(
+        (
+            rs
+            for rs in rsets
+            if any(o.uid == dep.metadata.uid for o in rs.metadata.owner_references or [])
+        ),
+        key=lambda rs: int((rs.metadata.annotations or {}).get(REVISION, "0")),
+    )
+
+
+def read_workload(apps: client.AppsV1Api, policy: Policy) -> tuple[Workload, list[Any]] | None:
+    """The guarded Deployment and its ReplicaSets (oldest first), or None if it is missing."""
+    ref = policy.workload_ref
+    if ref is None:
+        return None
+    try:
+        dep = apps.read_namespaced_deployment(ref.name, policy.namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    rsets = _owned_replicasets(apps, dep)
+    if not rsets:
+        return None
+    newest = rsets[-1]
+    ann = dep.metadata.annotations or {}
+    revision = (newest.metadata.annotations or {}).get(REVISION, "0")
+    held = ann.get(HOLD_REVISION) == revision
+    desired = dep.spec.replicas if dep.spec.replicas is not None else 1
+    older_pods = any((rs.status.replicas or 0) > 0 for rs in rsets[:-1])
+    complete = (
+        not older_pods
+        and (dep.status.observed_generation or 0) >= (dep.metadata.generation or 0)
+        and (newest.status.available_replicas or 0) >= desired
+        and (dep.status.updated_replicas or 0) >= desired
+    )
+    return Workload(
+        name=ref.name,
+        paused=bool(dep.spec.paused),
+        new_hash=(newest.metadata.labels or {}).get("pod-template-hash", ""),
+        revision=revision,
+        rolling=any((rs.status.replicas or 0) > 0 for rs in rsets[:-1]),
+        new_ready=newest.status.ready_replicas or 0,
+        hold_started=parse_rfc3339(ann.get(HOLD_STARTED)) if held else None,
+        hold_done=ann.get(HOLD_DONE) == revision,
+        paused_by_us=ann.get(PAUSED_BY) == policy.name,
+        revisions=tuple(_revision(rs) for rs in rsets),
+        complete=complete,
+        paused_revision=ann.get(PAUSED_REVISION, ""),
+    ), rsets
+
+
+def _revision(rs: Any) -> Revision:
+    return Revision(
+        hash=(rs.metadata.labels or {}).get(POD_TEMPLATE_HASH, ""),
+        revision=int((rs.metadata.annotations or {}).get(REVISION, "0")),
+        replicas=rs.spec.replicas or 0,
+        available=rs.status.available_replicas or 0,
+    )
+
+
+def apply_guard(
+    apps: client.AppsV1Api,
+    policy: Policy,
+    w: Workload,
+    rsets: list[Any],
+    action: str,
+    reason: str,
+    now: float,
+    target: Revision | None = None,
+    fence: Callable[[], None] = lambda: None,
+) -> None:
+    """Applies one guard action. `target` is the ReplicaSet a rollback returns to (chosen by
+    core.rollout.rollback_target); `fence` is called right before each write."""
+    ann: dict[str, Any] = {}
+    spec: dict[str, Any] = {}
+    if action in (PAUSE, HOLD):
+        spec["paused"] = True
+        ann.update(
+            {PAUSED_BY: policy.name, PAUSED_REASON: reason[:500], PAUSED_REVISION: w.revision}
+        )
+        if action == HOLD:
+            ann.update({HOLD_REVISION: w.revision, HOLD_STARTED: rfc3339(now)})
+    elif action == RESUME:
+        spec["paused"] = False
+        ann.update(
+            {PAUSED_BY: None, PAUSED_REASON: None, PAUSED_REVISION: None, HOLD_DONE: w.revision}
+        )
+    elif action == ROLLBACK:
+        previous = next(
+            (
+                rs
+                for rs in rsets
+                if target is not None
+                and (rs.metadata.labels or {}).get(POD_TEMPLATE_HASH) == target.hash
+            ),
+            None,
+        )
+        if previous is None:
+            raise ValueError("no known-good ReplicaSet to roll back to")
+        # As `kubectl rollout undo`: the previous ReplicaSet's template, without the hash label.
+        template = copy.deepcopy(apps.api_client.sanitize_for_serialization(previous.spec.template))
+        template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
+        # A JSON patch replaces the template whole; a merge patch would keep labels the new
+        # template added (and so never return to the old one).
+        fence()
+        apps.patch_namespaced_deployment(
+            w.name,
+            policy.namespace,
+            [
+                {"op": "replace", "path": "/spec/template", "value": template},
+                {"op": "replace", "path": "/spec/paused", "value": False},
+            ],
+        )
+        ann.update(
+            {
+                PAUSED_BY: None,
+                PAUSED_REASON: None,
+                PAUSED_REVISION: None,
+                ROLLED_BACK: f"revision {w.revision}: {reason}"[:500],
+            }
+        )
+    else:
+        raise ValueError(f"unknown guard action {action}")
+    fence()
+    apps.patch_namespaced_deployment(
+        w.name, policy.namespace, {"metadata": {"annotations": ann}, "spec": spec}
+    )

@@ -1,0 +1,217 @@
+"""Plan -> Kubernetes API calls (the imperative shell). Every call is idempotent: applying the
+same action twice leaves the same pod, and a pod that vanished is not an error.
+
+Every single write is preceded by the leadership fence (`fence`, raising NotLeader), so an
+actuator whose replica lost its lease mid-plan stops before its next write; NotLeader is not
+caught here: it ends the whole cycle."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from stickyguard.adapters.kube_reads import pod_view
+from stickyguard.core.drain_methods import PodWrite, method_named, recorded_method
+from stickyguard.core.names import (
+    CORDON_REASON,
+    CORDONED_BY,
+    DRAIN_METHOD,
+    DRAIN_REASON,
+    DRAINED_AT,
+    DRAINED_BY,
+    ISOLATED_AT,
+    POD_TEMPLATE_HASH,
+    UNDRAIN,
+)
+from stickyguard.core.planner import (
+    COMPLETE_DRAIN,
+    CORDON,
+    DRAIN,
+    EVICT,
+    ISOLATE,
+    MARK_SERVING,
+    RESTORE,
+    UNCORDON,
+    Action,
+)
+from stickyguard.core.policy import Policy
+from stickyguard.core.problems import ApiFailureKind, api_failure_kind
+
+OWNED_ANNOTATIONS = (DRAINED_BY, DRAINED_AT, DRAIN_REASON, DRAIN_METHOD, UNDRAIN, ISOLATED_AT)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    done: bool
+    detail: str = ""
+    failure: ApiFailureKind | None = None  # why it was not done (None when done)
+
+
+def _no_fence() -> None:
+    return None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Actuator:
+    def __init__(self, api: client.ApiClient, fence: Callable[[], None] = _no_fence) -> None:
+        self.core = client.CoreV1Api(api)
+        self.fence = fence
+
+    def _write(self, ns: str, pod: str, writes: Sequence[PodWrite]) -> None:
+        for w in writes:
+            self.fence()
+            if w.target == "status":
+                body = copy.deepcopy(dict(w.body))
+                for c in body["status"]["conditions"]:
+                    c.setdefault("lastTransitionTime", _now())
+                self.core.patch_namespaced_pod_status(pod, ns, body)
+            else:
+                self.core.patch_namespaced_pod(pod, ns, dict(w.body))
+
+    def _recorded(self, ns: str, pod: str) -> tuple[dict[str, str], Any]:
+        p = self.core.read_namespaced_pod(pod, ns)
+        return dict(p.metadata.annotations or {}), pod_view(p)
+
+    def drain(self, policy: Policy, a: Action) -> None:
+        method = method_named(policy.actions.drain.method)
+        record = {
+            DRAINED_BY: policy.name,
+            DRAINED_AT: _now(),
+            DRAIN_REASON: a.reason[:500],
+            DRAIN_METHOD: method.name,
+        }
+        message = f"drained by StickyPolicy {policy.name}: {a.reason}"
+        self._write(policy.namespace, a.pod, method.drain(record, message))
+
+    def complete_drain(self, policy: Policy, a: Action) -> None:
+        """Repeats the recorded drain's writes; the record (when, why, how) stays as it was."""
+        notes, view = self._recorded(policy.namespace, a.pod)
+        method = recorded_method(notes.get(DRAIN_METHOD), view)
+        record = {DRAINED_BY: policy.name, DRAIN_METHOD: method.name}
+        message = f"drained by StickyPolicy {policy.name}: {a.reason}"
+        self._write(policy.namespace, a.pod, method.drain(record, message))
+
+    def restore(self, namespace: str, owner: str, a: Action) -> None:
+        """Undoes whatever method the pod records, not its policy's current one (so a policy
+        that changed method, or no longer parses, restores its pods too)."""
+        notes, view = self._recorded(namespace, a.pod)
+        method = recorded_method(notes.get(DRAIN_METHOD), view)
+        message = f"restored by StickyPolicy {owner}: {a.reason}"
+        cleared: dict[str, None] = dict.fromkeys(OWNED_ANNOTATIONS)
+        self._write(namespace, a.pod, method.restore(cleared, message))
+
+    def mark_serving(self, policy: Policy, a: Action) -> None:
+        method = method_named(policy.actions.drain.method)
+        message = f"serving under StickyPolicy {policy.name}"
+        self._write(policy.namespace, a.pod, method.mark_serving(message))
+
+    def evict(self, policy: Policy, a: Action) -> str:
+        body = client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=a.pod, namespace=policy.namespace)
+        )
+        self.fence()
+        self.core.create_namespaced_pod_eviction(a.pod, policy.namespace, body)
+        return "evicted"
+
+    def isolate(self, policy: Policy, a: Action) -> None:
+        # Without its pod-template-hash the pod no longer matches its ReplicaSet, which
+        # releases it and starts a replacement at once; the pod stays (drained) for forensics.
+        # One patch: the label and the record change together, so there is no half-done state.
+        self.fence()
+        self.core.patch_namespaced_pod(
+            a.pod,
+            policy.namespace,
+            {
+                "metadata": {
+                    "labels": {POD_TEMPLATE_HASH: None},
+                    "annotations": {ISOLATED_AT: _now()},
+                }
+            },
+        )
+
+    def cordon(self, policy: Policy, node: str, reason: str) -> None:
+        self.fence()  # one patch: unschedulable and the record together
+        self.core.patch_node(
+            node,
+            {
+                "spec": {"unschedulable": True},
+                "metadata": {
+                    "annotations": {
+                        CORDONED_BY: f"{policy.namespace}/{policy.name}",
+                        CORDON_REASON: reason[:500],
+                    }
+                },
+            },
+        )
+
+    def uncordon(self, node: str) -> None:
+        self.fence()
+        self.core.patch_node(
+            node,
+            {
+                "spec": {"unschedulable": False},
+                "metadata": {"annotations": {CORDONED_BY: None, CORDON_REASON: None}},
+            },
+        )
+
+    def apply(self, policy: Policy, a: Action) -> Outcome:
+        return self._guarded(a, lambda: self._perform(policy, a))
+
+    def restore_for(self, namespace: str, owner: str, a: Action) -> Outcome:
+        """A restore on behalf of a policy that may be gone (its finalizer)."""
+        return self._guarded(a, lambda: self.restore(namespace, owner, a))
+
+    def _guarded(self, a: Action, perform: Callable[[], None]) -> Outcome:
+        try:
+            perform()
+        except ApiException as e:
+            kind = api_failure_kind(e.status, eviction=a.kind == EVICT)
+            if kind == ApiFailureKind.GONE:
+                return Outcome(a, False, "pod is gone", kind)
+            if kind == ApiFailureKind.DISRUPTION_BUDGET:
+                return Outcome(
+                    a, False, "eviction refused by a PodDisruptionBudget; will retry", kind
+                )
+            return Outcome(a, False, f"API error {e.status} {e.reason}: {_body(e)}", kind)
+        except (OSError, urllib3.exceptions.HTTPError) as e:
+            # The apiserver went away mid-plan: this step is retried (it is idempotent).
+            return Outcome(
+                a, False, f"{type(e).__name__}: {str(e)[:200]}", ApiFailureKind.UNAVAILABLE
+            )
+        return Outcome(a, True)
+
+    def _perform(self, policy: Policy, a: Action) -> None:
+        if a.kind == MARK_SERVING:
+            self.mark_serving(policy, a)
+        elif a.kind == DRAIN:
+            self.drain(policy, a)
+        elif a.kind == COMPLETE_DRAIN:
+            self.complete_drain(policy, a)
+        elif a.kind == RESTORE:
+            self.restore(policy.namespace, policy.name, a)
+        elif a.kind == EVICT:
+            self.evict(policy, a)
+        elif a.kind == ISOLATE:
+            self.isolate(policy, a)
+        elif a.kind == CORDON:
+            self.cordon(policy, a.node, a.reason)
+        elif a.kind == UNCORDON:
+            self.uncordon(a.node)
+        else:
+            raise ValueError(f"unknown action {a.kind}")
+
+
+def _body(e: ApiException) -> str:
+    text = str(e.body or "")
+    return text[:300]

@@ -1,0 +1,396 @@
+"""The kopf handlers (thin): one timer per StickyPolicy reads the cluster and Prometheus into
+snapshots, calls the core's cycle step, performs its plan and writes status and Events; a
+finalizer restores drained pods when a policy is deleted; a watch handler keeps every
+replica's cache of policies (the gate's verdicts, the owners of overlapping pods).
+
+Only the Lease holder evaluates, and every write is fenced (OperatorState.fence): a replica
+that loses its lease mid-cycle stops at its next write, writes no status, and the cycle ends.
+
+Handlers are synchronous, so kopf runs them in its thread pool and the blocking Kubernetes and
+Prometheus clients never block kopf's event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+import urllib3
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from stickyguard.adapters.kube_reads import (
+    cordoned_nodes,
+    pod_meta,
+    pod_state,
+    selected_pods,
+)
+from stickyguard.adapters.kube_writes import Actuator
+from stickyguard.adapters.lease import NotLeader
+from stickyguard.adapters.prometheus import PrometheusReader
+from stickyguard.controller import telemetry
+from stickyguard.controller.rollout_guard import guard_rollout, keep_deletion_costs
+from stickyguard.controller.state import OperatorState, Published, state
+from stickyguard.core import cycle
+from stickyguard.core import policy_status as status_mod
+from stickyguard.core.analysis import MetricsSnapshot, PodMeta
+from stickyguard.core.names import (
+    CORDONED_BY,
+    DRAINED_BY,
+    GROUP,
+    ISOLATED_AT,
+    KOPF_PREFIX,
+    PLURAL,
+    VERSION,
+    parse_rfc3339,
+    rfc3339,
+)
+from stickyguard.core.ownership import PolicyRef, claims
+from stickyguard.core.planner import RESTORE, Action
+from stickyguard.core.policy import LabelSelector, Policy, PolicyError, parse_policy
+from stickyguard.core.problems import ApiFailureKind, Held, HoldCause
+
+HEARTBEAT_SECONDS = 60.0  # rewrite an unchanged status at most this often
+log = logging.getLogger("stickyguard")
+
+
+@kopf.on.startup()
+def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Keep kopf's bookkeeping in our own annotations, not in the CRD's status schema.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.scanning.disabled = True  # no need to watch CRDs/namespaces (and no RBAC for it)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per timer tick
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    settings.watching.server_timeout = 300
+    hook = state().webhook
+    if hook is not None:
+        # TLS only: the apiserver calls the webhook with the CA of the serving certificate.
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0",
+            port=hook.port,
+            host=hook.host,
+            certfile=hook.certfile,
+            pkeyfile=hook.keyfile,
+        )
+
+
+@kopf.on.login()
+def _login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf connects with exactly the credentials of our own client (kubeconfig or in-cluster),
+    so both always act as the same identity."""
+    cfg = state().api.configuration
+    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    scheme, _sep, token = (auth or "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
+def _as_body(raw: dict[str, Any]) -> kopf.Body:
+    return kopf.Body(cast(kopf.RawBody, raw))
+
+
+def _post(body: dict[str, Any], ev: status_mod.Event, namespace: str) -> None:
+    state().fence()
+    kopf.event(_as_body(body), type=ev.type, reason=ev.reason, message=ev.message)
+    if ev.pod:
+        pod_ref = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": ev.pod, "namespace": namespace},
+        }
+        kopf.event(
+            _as_body(pod_ref),
+            type=ev.type,
+            reason=ev.reason,
+            message=f"StickyPolicy {body['metadata']['name']}: {ev.message}",
+        )
+
+
+def _write_status(patch: kopf.Patch, old: dict[str, Any], new: dict[str, Any]) -> None:
+    for key in old:
+        if key not in new:
+            patch.status[key] = None  # merge patch: absent means "keep", so clear explicitly
+    for key, value in new.items():
+        patch.status[key] = value
+
+
+def _invalid(body: dict[str, Any], patch: kopf.Patch, e: PolicyError, now: float) -> None:
+    old = dict(body.get("status") or {})
+    generation = body["metadata"].get("generation", 0)
+    invalid = {
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "InvalidPolicy",
+                "message": str(e)[:32000],
+                "observedGeneration": generation,
+                "lastTransitionTime": rfc3339(now),
+            }
+        ],
+    }
+    if status_mod.meaningful_conditions(old) != status_mod.meaningful_conditions(invalid):
+        _write_status(patch, {}, invalid)
+        kopf.event(_as_body(body), type="Warning", reason="InvalidPolicy", message=str(e)[:1000])
+
+
+def _snapshots(
+    st: OperatorState, policy: Policy, now: float
+) -> tuple[list[Any], cycle.ClusterSnapshot, MetricsSnapshot | None, str | None]:
+    """Reads: the selected pods (as objects and as the core's snapshot) and the metrics."""
+    core = client.CoreV1Api(st.api)
+    pods = selected_pods(core, policy, deleting=True)
+    zones = st.node_zones()
+    meta: dict[str, PodMeta] = {
+        p.metadata.name: pod_meta(p, zones) for p in pods if not p.metadata.deletion_timestamp
+    }
+    cordoned = cordoned_nodes(core, policy) if policy.actions.cordon_node else frozenset()
+    me = st.published().get((policy.namespace, policy.name))
+    claimed = (
+        claims(
+            me.ref,
+            [e.ref for e in st.published().values()],
+            {name: m.labels for name, m in meta.items()},
+        )
+        if me is not None
+        else {}
+    )
+    cluster = cycle.ClusterSnapshot(
+        tuple(pod_state(p, policy) for p in pods), meta, cordoned, claimed
+    )
+    url = policy.prometheus.url or st.prometheus_url
+    metrics = None
+    if url and meta:
+        reader = PrometheusReader(
+            url, policy.prometheus.timeout_seconds, on_query=telemetry.PROMETHEUS_QUERIES.inc
+        )
+        metrics = reader.snapshot(policy, now, list(meta))
+    return pods, cluster, metrics, url
+
+
+def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None) -> None:
+    """One evaluation of one policy (called by the timer when the policy's interval is due)."""
+    st = state()
+    now = time.time() if now is None else now
+    old = dict(body.get("status") or {})
+    started = time.monotonic()
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        policy = parse_policy(body)
+    except PolicyError as e:
+        telemetry.record_evaluation(
+            ns, name, result="invalid_policy", seconds=time.monotonic() - started, now=now
+        )
+        _invalid(body, patch, e, now)
+        return
+    key = (policy.namespace, policy.name)
+    pods, cluster, metrics, url = _snapshots(st, policy, now)
+    decision = cycle.decide(
+        policy,
+        cluster,
+        metrics,
+        st.memory.get(key, cycle.Memory()),
+        cycle.history_from_status(old, now),
+        now,
+        prometheus_configured=bool(url),
+        last_times=cycle.last_times_from_status(old),
+    )
+    st.memory[key] = decision.memory
+    actuator = Actuator(st.api, fence=st.fence)
+    # NotLeader from the fence propagates: the rest of the plan, the status and the Events
+    # are dropped, and the next leader starts from what the cluster says.
+    outcomes = [actuator.apply(policy, a) for a in decision.plan.actions]
+    done = [o.action for o in outcomes if o.done]
+    failed = [
+        Held(
+            HoldCause.ACTION_FAILED,
+            f"{o.action.pod or o.action.node}: {o.action.kind} failed: {o.detail}",
+        )
+        for o in outcomes
+        if not o.done
+    ]
+    settled = cycle.settle(policy, cluster, decision, done, failed, old, now)
+    st.memory[key] = settled.memory
+    new = settled.status
+    extra_events: list[status_mod.Event] = []
+    guard_holds: list[Held] = []
+    samples = metrics.samples if metrics is not None and decision.findings is not None else ()
+    if policy.workload_ref is not None:
+        extra_events, guard_holds = guard_rollout(
+            st, policy, samples, dict(cluster.meta), decision.findings, new, old, now
+        )
+    if policy.actions.deletion_cost and not policy.actions.dry_run and decision.findings:
+        keep_deletion_costs(
+            st,
+            policy,
+            pods,
+            list(cluster.pods),
+            decision.findings,
+            dict(decision.sessions),
+        )
+    # A guarded policy's status is rewritten every evaluation: its lastEvaluationTime is how
+    # every replica's gate knows the verdict is current.
+    heartbeat = 0.0 if policy.workload_ref is not None else HEARTBEAT_SECONDS
+    stale = now - (parse_rfc3339(old.get("lastEvaluationTime")) or 0) > heartbeat
+    if status_mod.meaningful(old) != status_mod.meaningful(new) or stale:
+        # kopf applies the patch right after we return; the fence is checked here, last.
+        st.fence()
+        _write_status(patch, old, new)
+    for ev in [*settled.events, *extra_events]:
+        _post(body, ev, policy.namespace)
+    telemetry.record_evaluation(
+        policy.namespace,
+        policy.name,
+        result="ok" if decision.problem is None else "metrics_unavailable",
+        seconds=time.monotonic() - started,
+        now=now,
+        findings=decision.findings,
+        query_problems=metrics.problems if metrics is not None else (),
+        actions=cycle.acted(done),
+        blocked=[*decision.plan.blocked, *failed, *guard_holds],
+        drained=int(new["pods"]["drained"]),
+    )
+
+
+# Handler ids name kopf's progress annotations, so they must be valid annotation name parts.
+@kopf.timer(GROUP, VERSION, PLURAL, id="evaluate", interval=1.0, initial_delay=0.5, backoff=1.0)
+def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    st = state()
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    interval = float(((body.get("spec") or {}).get("detection") or {}).get("intervalSeconds") or 15)
+    now = time.time()
+    due = st.last_run.get(key, 0.0) + interval
+    if not st.acting():
+        st.memory.pop(key, None)  # a new term as leader starts from no evidence
+        return
+    if now < due:
+        return
+    # Keep to the schedule (the 1 s tick makes each run a little late); restart it when a run
+    # was missed altogether (leadership gained, a long stall).
+    st.last_run[key] = due if now - due < interval else now
+    try:
+        reconcile(dict(body), patch, now)
+    except NotLeader as e:
+        # The lease ran out mid-cycle: nothing more is written, the status included.
+        log.warning("evaluating %s/%s stopped: %s", key[0], key[1], e)
+        patch.clear()
+    except (ApiException, OSError, urllib3.exceptions.HTTPError) as e:
+        # The apiserver is unavailable or refused a read: nothing was decided on partial data
+        # (reads come before any write). Try again at the next interval, not after kopf's
+        # error backoff; the status cannot be written now anyway.
+        log.warning("evaluating %s/%s: %s", key[0], key[1], _short_error(e))
+        telemetry.EVALUATIONS.labels(key[0], key[1], "error").inc()
+        patch.clear()
+
+
+def _short_error(e: Exception) -> str:
+    if isinstance(e, ApiException):
+        return f"API error {e.status} {e.reason}"
+    return f"{type(e).__name__}: {str(e)[:200]}"
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-drained-pods")
+def _deleted(body: kopf.Body, **_: Any) -> None:
+    """Never strand a drained pod: restore every pod this policy drained, by the method each
+    pod records (kopf's finalizer keeps the policy until this succeeds). Isolated pods are not
+    put back: they left their ReplicaSet (a replacement runs) and are kept, out of service,
+    for forensics; a person deletes them."""
+    st = state()
+    if not st.acting():
+        raise kopf.TemporaryError("not the leader; the leader restores the pods", delay=10)
+    try:
+        _restore_all(st, body)
+    except NotLeader as e:
+        raise kopf.TemporaryError(f"lost the lease while restoring: {e}", delay=10) from e
+
+
+def _restore_all(st: OperatorState, body: kopf.Body) -> None:
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    core = client.CoreV1Api(st.api)
+    actuator = Actuator(st.api, fence=st.fence)
+    mine = [
+        p
+        for p in core.list_namespaced_pod(ns).items
+        if (p.metadata.annotations or {}).get(DRAINED_BY) == name
+    ]
+    for p in mine:
+        if ISOLATED_AT in (p.metadata.annotations or {}):
+            st.fence()
+            kopf.event(
+                body,
+                type="Normal",
+                reason="LeftIsolated",
+                message=f"{p.metadata.name}: isolated for forensics; it stays out of service "
+                "and out of its ReplicaSet; delete it when done",
+            )
+            continue
+        outcome = actuator.restore_for(ns, name, Action(RESTORE, p.metadata.name, "policy deleted"))
+        if not outcome.done and outcome.failure != ApiFailureKind.GONE:
+            raise kopf.TemporaryError(f"restoring {p.metadata.name}: {outcome.detail}", delay=5)
+        st.fence()
+        kopf.event(
+            body, type="Normal", reason="Restored", message=f"{p.metadata.name}: policy deleted"
+        )
+    for node in core.list_node().items:
+        if (node.metadata.annotations or {}).get(CORDONED_BY) == f"{ns}/{name}":
+            actuator.uncordon(node.metadata.name)
+            kopf.event(
+                body,
+                type="Normal",
+                reason="Uncordoned",
+                message=f"node {node.metadata.name}: policy deleted",
+            )
+    st.forget((ns, name))
+    telemetry.forget(ns, name)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def _watched(event: kopf.RawEvent, **_: Any) -> None:
+    """Every replica keeps every policy's identity and status from the watch (kopf's event
+    stream), whoever leads: the gate answers from it and overlapping policies are resolved
+    with it."""
+    obj = event.get("object") or {}
+    meta = obj.get("metadata") or {}
+    key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+    if event.get("type") == "DELETED":
+        state().publish(key, None)
+        return
+    state().publish(key, published(obj))
+
+
+def published(obj: Mapping[str, Any]) -> Published:
+    """A policy object as the watch cache keeps it (its selector None when it does not parse)."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    selector: LabelSelector | None
+    try:
+        policy = parse_policy(obj)
+        selector = policy.selector
+        interval = float(policy.detection.interval_seconds)
+    except PolicyError:
+        selector, interval = None, 15.0
+    ref = PolicyRef(
+        str(meta.get("namespace", "")),
+        str(meta.get("name", "")),
+        parse_rfc3339(meta.get("creationTimestamp")) or 0.0,
+        selector,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+    return Published(
+        ref, dict(obj.get("status") or {}), interval, guarded=bool(spec.get("workloadRef"))
+    )

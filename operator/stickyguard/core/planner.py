@@ -1,0 +1,409 @@
+"""The planner (pure): findings + cluster state + budgets -> the actions of one cycle.
+
+Rules, in order:
+- restore a pod this policy drained when a person asks (annotation stickyguard.dev/undrain) or
+  when it has passed `recoveryEvaluations` clean evaluations in a row;
+- evict a drained pod once its active sessions reach zero or `drainTimeoutSeconds` passed;
+- drain degraded pods (worst first) when the verdict is `concentrated`, within every budget:
+  `maxDrainedPercent` (rounded down; pods drained by *any* policy count), `minReadyPods`,
+  `maxActionsPerHour` (drains, evictions, isolations, cordons and rollout pauses/rollbacks)
+  and `cooldownSeconds` since the last drain (its time persists beyond the hour of history);
+- never start acting on a pod another, older policy also selects (`claimed`): that policy
+  acts on it, this one reports a Conflict;
+- with the ReadinessGate method, keep the serving condition True on every pod that should serve
+  (a gated pod is never Ready otherwise: this also happens in DryRun).
+Fail static: without usable metrics nothing is drained or evicted. DryRun moves drains,
+evictions and restores to `would` and does none of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from stickyguard.core.analysis import CONCENTRATED, Findings
+from stickyguard.core.drain_methods import method_named
+from stickyguard.core.policy import Policy
+from stickyguard.core.problems import Held, HoldCause
+
+MARK_SERVING, DRAIN, RESTORE, EVICT = "mark_serving", "drain", "restore", "evict"
+# Finishes a drain whose record was written but whose pod still serves (an interrupted write):
+# repeats the drain's idempotent writes, spends no budget and keeps the original record.
+COMPLETE_DRAIN = "complete_drain"
+ISOLATE, CORDON, UNCORDON = "isolate", "cordon", "uncordon"
+# Rollout guard actions that spend the budgets (hold/resume are steps of a healthy rollout).
+PAUSE_ROLLOUT, ROLLBACK_ROLLOUT = "pause", "rollback"
+BUDGETED = (DRAIN, EVICT, ISOLATE, CORDON, PAUSE_ROLLOUT, ROLLBACK_ROLLOUT)
+GUARD_ACTIONS = (PAUSE_ROLLOUT, ROLLBACK_ROLLOUT)
+CORDON_MIN_SHARE = 0.8  # cordon only when one node holds this much of the excess bad events
+# ...and at least this many outlier pods on it: one bad pod alone is the pod's fault, and with one
+# pod per node it would make the node dimension win with share 1.0.
+CORDON_MIN_PODS = 2
+_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the cluster says about one selected pod."""
+
+    name: str
+    node: str = ""
+    ready: bool = True
+    serving: bool | None = True  # gate condition / serving label; None: gate condition missing
+    has_gate: bool = False
+    drained_by: str | None = None
+    drained_at: float | None = None
+    drain_reason: str = ""
+    undrain: bool = False
+    deleting: bool = False
+    isolated_at: float | None = None  # left its ReplicaSet, kept for forensics
+    drain_method: str | None = None  # the method it was drained with (restore undoes that)
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    time: float
+    action: str
+    pod: str
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    pod: str
+    reason: str
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    would: tuple[Action, ...]
+    blocked: tuple[Held, ...]
+
+
+def _last(
+    kinds: Sequence[str], history: Sequence[ActionRecord], last_times: Mapping[str, float]
+) -> float:
+    """The time of the latest action of these kinds: from the hour of history, or from the
+    persisted last times (status.lastActions), whichever is later."""
+    times = [r.time for r in history if r.action in kinds]
+    times += [t for k, t in last_times.items() if k in kinds]
+    return max(times, default=-math.inf)
+
+
+def guard_hold(
+    policy: Policy,
+    action: str,
+    subject: str,
+    history: Sequence[ActionRecord],
+    last_times: Mapping[str, float],
+    now: float,
+) -> Held | None:
+    """Whether a rollout pause or rollback must wait: it counts against maxActionsPerHour, and
+    waits cooldownSeconds after the last pause or rollback (so a bad version cannot make the
+    guard flip a Deployment back and forth once per evaluation)."""
+    safety = policy.safety
+    recent = [r for r in history if now - r.time < _HOUR and r.action in BUDGETED]
+    if len(recent) >= safety.max_actions_per_hour:
+        return Held(
+            HoldCause.MAX_ACTIONS_PER_HOUR,
+            f"{subject}: {action} held: maxActionsPerHour {safety.max_actions_per_hour} reached",
+        )
+    if now - _last(GUARD_ACTIONS, history, last_times) < safety.cooldown_seconds:
+        return Held(
+            HoldCause.COOLDOWN,
+            f"{subject}: {action} held: cooldownSeconds {safety.cooldown_seconds} since the "
+            "last rollout action",
+        )
+    return None
+
+
+def _drain_reason(f: Findings, pod: str) -> str:
+    for p in f.pods:
+        if p.pod == pod and p.ratio is not None and p.baseline is not None:
+            return (
+                f"{p.ratio:.2%} bad vs {p.baseline:.2%} for the rest of the fleet "
+                f"(p={p.p_value:.1g})"
+                if p.p_value is not None
+                else f"{p.ratio:.2%} bad"
+            )
+    return "degraded"
+
+
+def plan(
+    policy: Policy,
+    pods: Sequence[PodState],
+    findings: Findings | None,
+    metrics_problem: str | None,
+    history: Sequence[ActionRecord],
+    now: float,
+    sessions: Mapping[str, float | None] | None = None,
+    cordoned: frozenset[str] = frozenset(),
+    last_times: Mapping[str, float] | None = None,
+    claimed: Mapping[str, str] | None = None,
+) -> Plan:
+    """One cycle's plan. `findings` is None (and `metrics_problem` says why) when the metrics
+    snapshot could not be used; `cordoned` are the nodes this policy has cordoned; `last_times`
+    the persisted time of the last action of each kind; `claimed` the selected pods an older
+    policy also selects (pod -> that policy), which this one leaves alone."""
+    sessions = sessions or {}
+    last_times = last_times or {}
+    claimed = claimed or {}
+    safety, drain_spec = policy.safety, policy.actions.drain
+    live = [p for p in pods if not p.deleting]
+    mine = [p for p in live if p.drained_by == policy.name]
+    members = [p for p in live if p.isolated_at is None]  # isolated pods left the workload
+    actions: list[Action] = []
+    blocked: list[Held] = []
+    recent = [r for r in history if now - r.time < _HOUR and r.action in BUDGETED]
+    budget_left = safety.max_actions_per_hour - len(recent)
+    usable = findings is not None and metrics_problem is None
+
+    # 0. finish drains that were recorded but did not take the pod out of service
+    for p in mine:
+        if p.serving is not False and not p.undrain and p.isolated_at is None:
+            actions.append(
+                Action(
+                    COMPLETE_DRAIN,
+                    p.name,
+                    p.drain_reason or "an interrupted drain",
+                    p.node,
+                )
+            )
+
+    # 1. restores
+    restoring: set[str] = set()
+    tracks = findings.tracks if findings else {}
+    for p in mine:
+        if p.isolated_at is not None:
+            continue  # it has left its ReplicaSet: it is only deleted, after its TTL
+        if p.undrain:
+            actions.append(
+                Action(RESTORE, p.name, "requested with stickyguard.dev/undrain", p.node)
+            )
+            restoring.add(p.name)
+        elif (
+            usable
+            and p.name in tracks
+            and not tracks[p.name].degraded
+            and tracks[p.name].passes >= policy.detection.recovery_evaluations
+        ):
+            actions.append(
+                Action(
+                    RESTORE,
+                    p.name,
+                    f"healthy again for {policy.detection.recovery_evaluations} evaluations",
+                    p.node,
+                )
+            )
+            restoring.add(p.name)
+
+    # 2. evictions, or isolation (a replacement at once, the pod kept for forensics)
+    isolate = policy.actions.isolate
+    for p in mine:
+        if p.isolated_at is not None:
+            if now - p.isolated_at >= isolate.ttl_seconds:
+                actions.append(
+                    Action(
+                        EVICT,
+                        p.name,
+                        f"isolated for {now - p.isolated_at:.0f}s (isolate.ttlSeconds)",
+                        p.node,
+                    )
+                )
+            continue
+        if p.name in restoring or not (drain_spec.evict or isolate.enabled):
+            continue
+        active = sessions.get(p.name)
+        drained_for = now - (p.drained_at if p.drained_at is not None else now)
+        if active is not None and active <= 0:
+            why = "its sessions have moved to other pods"
+        elif drained_for >= drain_spec.drain_timeout_seconds:
+            why = f"drained for {drained_for:.0f}s (drainTimeoutSeconds)"
+        else:
+            continue
+        kind = ISOLATE if isolate.enabled else EVICT
+        if not usable:
+            blocked.append(
+                Held(
+                    HoldCause.METRICS_UNAVAILABLE,
+                    f"{p.name}: {kind} held: metrics unavailable ({metrics_problem})",
+                )
+            )
+        elif budget_left <= 0:
+            blocked.append(
+                Held(
+                    HoldCause.MAX_ACTIONS_PER_HOUR,
+                    f"{p.name}: {kind} held: maxActionsPerHour "
+                    f"{safety.max_actions_per_hour} reached",
+                )
+            )
+        else:
+            actions.append(Action(kind, p.name, why, p.node))
+            budget_left -= 1
+
+    # 3. drains
+    if usable and findings is not None and findings.classification == CONCENTRATED:
+        by_name = {p.name: p for p in live}
+        ratio = {f.pod: f.ratio or 0.0 for f in findings.pods}
+        candidates = sorted(
+            (
+                n
+                for n in findings.degraded_pods
+                if n in by_name and by_name[n].drained_by is None and n not in claimed
+            ),
+            key=lambda n: (-ratio.get(n, 0.0), n),
+        )
+        max_drained = math.floor(len(members) * safety.max_drained_percent / 100)
+        # Drains by any policy count: two policies over the same pods share one budget.
+        drained_count = sum(1 for p in members if p.drained_by is not None) - len(restoring)
+        serving = sum(1 for p in live if p.ready and p.drained_by is None)
+        cooling = now - _last((DRAIN,), history, last_times) < safety.cooldown_seconds
+        for name in candidates:
+            if cooling:
+                blocked.append(
+                    Held(
+                        HoldCause.COOLDOWN,
+                        f"{name}: not drained: cooldownSeconds "
+                        f"{safety.cooldown_seconds} since the last drain",
+                    )
+                )
+            elif drained_count + 1 > max_drained:
+                blocked.append(
+                    Held(
+                        HoldCause.MAX_DRAINED_PERCENT,
+                        f"{name}: not drained: maxDrainedPercent "
+                        f"{safety.max_drained_percent} allows {max_drained} of "
+                        f"{len(members)} pods drained at once",
+                    )
+                )
+            elif serving - 1 < safety.min_ready_pods:
+                blocked.append(
+                    Held(
+                        HoldCause.MIN_READY_PODS,
+                        f"{name}: not drained: minReadyPods {safety.min_ready_pods} "
+                        f"({serving} serving)",
+                    )
+                )
+            elif budget_left <= 0:
+                blocked.append(
+                    Held(
+                        HoldCause.MAX_ACTIONS_PER_HOUR,
+                        f"{name}: not drained: maxActionsPerHour "
+                        f"{safety.max_actions_per_hour} reached",
+                    )
+                )
+            else:
+                actions.append(
+                    Action(DRAIN, name, _drain_reason(findings, name), by_name[name].node)
+                )
+                drained_count += 1
+                serving -= 1 if by_name[name].ready else 0
+                budget_left -= 1
+    elif findings is not None and findings.degraded_pods and not usable:
+        blocked.append(
+            Held(
+                HoldCause.METRICS_UNAVAILABLE, f"no drains: metrics unavailable ({metrics_problem})"
+            )
+        )
+
+    # 4. cordon the node the degradation concentrates on (undone when the policy is deleted)
+    conc = findings.concentration if findings else None
+    node_of = {p.name: p.node for p in live}
+    bad_here = (
+        sum(
+            1
+            for pod in findings.outlier_pods
+            if conc is not None and node_of.get(pod) == conc.value
+        )
+        if findings is not None
+        else 0
+    )
+    cordoned_lately = any(r.action == CORDON for r in recent)
+    if (
+        policy.actions.cordon_node
+        and usable
+        and findings is not None
+        and conc is not None
+        and findings.classification == CONCENTRATED
+        and conc.dimension == "node"
+        and conc.share >= CORDON_MIN_SHARE
+        and bad_here >= CORDON_MIN_PODS
+        and conc.value not in cordoned
+    ):
+        if cordoned_lately:
+            blocked.append(
+                Held(
+                    HoldCause.CORDON_LIMIT,
+                    f"node {conc.value}: not cordoned: one node per policy per hour",
+                )
+            )
+        elif budget_left > 0:
+            actions.append(
+                Action(
+                    CORDON,
+                    "",
+                    f"{conc.share:.0%} of the excess bad events are on node {conc.value}",
+                    conc.value,
+                )
+            )
+            budget_left -= 1
+        else:
+            blocked.append(
+                Held(
+                    HoldCause.MAX_ACTIONS_PER_HOUR,
+                    f"node {conc.value}: not cordoned: maxActionsPerHour "
+                    f"{safety.max_actions_per_hour} reached",
+                )
+            )
+
+    # 4b. uncordon a node this policy cordoned once none of its pods is an outlier any more
+    if usable and findings is not None:
+        still_bad = {node_of.get(pod) for pod in findings.outlier_pods}
+        for node in sorted(cordoned):
+            if node not in still_bad:
+                actions.append(Action(UNCORDON, "", "its pods have recovered", node))
+
+    # 5. the serving condition of gated pods
+    marks = []
+    if method_named(drain_spec.method).marks_new_pods:
+        drained_now = {a.pod for a in actions if a.kind == DRAIN}
+        for p in live:
+            if (
+                p.has_gate
+                and p.serving is not True
+                and p.drained_by is None
+                and p.name not in drained_now
+                and p.name not in claimed  # the older policy marks its own pods
+            ):
+                marks.append(Action(MARK_SERVING, p.name, "not drained", p.node))
+            elif p.name in restoring:
+                pass  # the restore sets the condition itself
+
+    if policy.actions.dry_run:
+        return Plan(tuple(marks), tuple(actions), tuple(blocked))
+    return Plan(tuple(marks + actions), (), tuple(blocked))
+
+
+DEGRADED_COST = -1000
+
+
+def deletion_costs(
+    pods: Sequence[PodState], degraded: Sequence[str], sessions: Mapping[str, float | None]
+) -> dict[str, int]:
+    """pod-deletion-cost per pod: degraded pods go first on scale-down, then the pods with the
+    fewest active sessions. Sessions are bucketed by powers of two so that the cost (and so a
+    write) changes only when a pod's rank really changes, not with every session."""
+    bad = set(degraded)
+    out = {}
+    for p in pods:
+        if p.deleting:
+            continue
+        if p.name in bad:
+            out[p.name] = DEGRADED_COST
+        else:
+            active = sessions.get(p.name)
+            out[p.name] = int(math.log2(1 + active)) if active and active > 0 else 0
+    return out

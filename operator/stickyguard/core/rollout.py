@@ -1,0 +1,308 @@
+"""The rollout guard (pure): compares the new ReplicaSet's pods with the rest and decides.
+
+Cohorts: `new` is the pods of the workload's newest ReplicaSet (by pod-template-hash), `old`
+every other selected pod (older ReplicaSets, or a Flagger primary). Without an old cohort
+(no rollout) or with too little data on it, the verdict is `inconclusive`, never `fail`. The
+new cohort fails when its pooled bad ratio passes the policy's absolute and relative
+thresholds against the old one and an exact binomial test says so at `confidence`; when the
+old cohort is degraded as much, the verdict is `fleet_wide` and the new version is not blamed.
+Session impact and the stickiness drift (the new cohort's share of active sessions against its
+share of pods) are reported with the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stickyguard.core.analysis import PodMeta, PodSample
+from stickyguard.core.policy import Policy
+from stickyguard.core.stats import binomial_sf
+
+PASS, FAIL, INCONCLUSIVE, FLEET_WIDE = "pass", "fail", "inconclusive", "fleet_wide"
+PAUSE, ROLLBACK, RESUME, HOLD = "pause", "rollback", "resume", "hold"
+GUARD_REASONS = {
+    PAUSE: "RolloutPaused",
+    ROLLBACK: "RolledBack",
+    RESUME: "RolloutResumed",
+    HOLD: "RolloutHeld",
+}
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One ReplicaSet of the guarded Deployment."""
+
+    hash: str  # pod-template-hash
+    revision: int
+    replicas: int  # its current spec.replicas
+    available: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the cluster says about the guarded Deployment."""
+
+    name: str
+    paused: bool
+    new_hash: str  # pod-template-hash of the newest ReplicaSet
+    revision: str
+    rolling: bool  # old ReplicaSets still have pods
+    new_ready: int
+    hold_started: float | None = None  # stickyguard.dev/hold-started for this revision
+    hold_done: bool = False  # the hold of this revision has ended
+    paused_by_us: bool = False
+    revisions: tuple[Revision, ...] = ()  # every ReplicaSet, oldest first
+    # The newest ReplicaSet is fully available and no older one has pods left.
+    complete: bool = False
+    paused_revision: str = ""  # the revision our pause was for (stickyguard.dev/paused-revision)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    pods: int
+    total: float
+    bad: float
+    sessions: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.bad / self.total if self.total > 0 else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    new: Cohort
+    old: Cohort
+    p_value: float | None
+    reason: str
+    session_share: float | None  # the new cohort's share of active sessions
+    pod_share: float
+
+
+def cohorts(
+    samples: Sequence[PodSample], meta: Mapping[str, PodMeta], new_hash: str
+) -> tuple[Cohort, Cohort]:
+    acc = {True: [0, 0.0, 0.0, 0.0, True], False: [0, 0.0, 0.0, 0.0, True]}
+    for s in samples:
+        m = meta.get(s.pod)
+        is_new = m is not None and m.labels.get("pod-template-hash") == new_hash
+        a = acc[is_new]
+        a[0] += 1
+        if (
+            s.total is not None
+            and s.bad is not None
+            and math.isfinite(s.total)
+            and math.isfinite(s.bad)
+            and 0 <= s.bad <= s.total
+        ):
+            a[1] += s.total
+            a[2] += s.bad
+        if s.active_sessions is None:
+            a[4] = False
+        else:
+            a[3] += s.active_sessions
+
+    def make(a: list[float | bool]) -> Cohort:
+        return Cohort(int(a[0]), float(a[1]), float(a[2]), float(a[3]) if a[4] and a[0] else None)
+
+    return make(acc[True]), make(acc[False])
+
+
+def judge(
+    policy: Policy, samples: Sequence[PodSample], meta: Mapping[str, PodMeta], new_hash: str
+) -> Verdict:
+    d = policy.detection
+    new, old = cohorts(samples, meta, new_hash)
+    pods = new.pods + old.pods
+    pod_share = new.pods / pods if pods else 0.0
+    sessions = (new.sessions or 0) + (old.sessions or 0)
+    session_share = (
+        new.sessions / sessions
+        if new.sessions is not None and old.sessions is not None and sessions > 0
+        else None
+    )
+
+    def verdict(v: str, reason: str, p: float | None = None) -> Verdict:
+        return Verdict(v, new, old, p, reason, session_share, pod_share)
+
+    if new.pods == 0 or new.total < d.min_requests:
+        return verdict(
+            INCONCLUSIVE,
+            f"the new version has {new.total:.0f} events in the window; {d.min_requests} needed",
+        )
+    new_ratio = new.bad / new.total
+    if old.pods == 0:
+        return verdict(INCONCLUSIVE, "no rollout in progress: no previous version to compare")
+    if old.total < d.min_requests:
+        # Without a comparison a bad new version cannot be told from a fleet-wide outage (a
+        # dependency down would roll back a healthy version): never fail on this.
+        return verdict(
+            INCONCLUSIVE,
+            f"the previous version has {old.total:.0f} events in the window; "
+            f"{d.min_requests} needed to compare",
+        )
+    baseline = (old.bad + 0.5) / (old.total + 1.0)
+    p = binomial_sf(new.bad, new.total, baseline)
+    worse = (
+        new_ratio >= d.absolute_threshold
+        and new_ratio >= d.relative_threshold * baseline
+        and p < 1.0 - d.confidence
+    )
+    if worse:
+        return verdict(
+            FAIL,
+            f"new version {new_ratio:.2%} bad vs {old.bad / old.total:.2%} for "
+            f"the previous one (p={p:.1g})",
+            p,
+        )
+    if old.bad / old.total >= d.absolute_threshold and new_ratio >= d.absolute_threshold:
+        return verdict(
+            FLEET_WIDE,
+            f"old and new versions are degraded alike "
+            f"({old.bad / old.total:.2%} vs {new_ratio:.2%}): not the "
+            "new version's fault",
+            p,
+        )
+    return verdict(PASS, f"new version {new_ratio:.2%} bad vs {old.bad / old.total:.2%}", p)
+
+
+@dataclass(frozen=True)
+class GuardMemory:
+    """What the guard remembers across evaluations and replicas, in status.rollout: versions
+    (pod-template-hashes) once judged `fail`, and versions seen fully available and never
+    judged `fail` (rollback targets), newest first."""
+
+    failed: tuple[str, ...] = ()
+    known_good: tuple[str, ...] = ()
+
+    def to_status(self) -> dict[str, list[str]]:
+        return {"failedHashes": list(self.failed), "knownGoodHashes": list(self.known_good)}
+
+
+MEMORY_LIMIT = 20  # hashes kept per list; ReplicaSet history is 10 by default
+
+
+def guard_memory(section: Mapping[str, Any] | None) -> GuardMemory:
+    section = section or {}
+    return GuardMemory(
+        tuple(str(h) for h in section.get("failedHashes") or []),
+        tuple(str(h) for h in section.get("knownGoodHashes") or []),
+    )
+
+
+def remember(memory: GuardMemory, w: Workload, v: Verdict | None) -> GuardMemory:
+    """Latch a failing version; record a completed, never-failed one as known good. Only a
+    verdict that compared the new version with another one latches: a lone cohort judged
+    against the absolute threshold (a degraded fleet, no rollout) blames no version."""
+    failed, good = memory.failed, memory.known_good
+    compared = v is not None and v.old.pods > 0
+    if compared and v is not None and v.verdict == FAIL and w.new_hash and w.new_hash not in failed:
+        failed = (w.new_hash, *failed)[:MEMORY_LIMIT]
+    good = tuple(h for h in good if h not in failed)
+    if w.complete and w.new_hash and w.new_hash not in failed and w.new_hash not in good:
+        good = (w.new_hash, *good)[:MEMORY_LIMIT]
+    return GuardMemory(failed, good)
+
+
+_NO_COHORT = Cohort(0, 0.0, 0.0, None)
+
+
+def latched(w: Workload, v: Verdict | None, memory: GuardMemory) -> Verdict | None:
+    """The verdict to act and answer on: once a version failed it stays failed until the
+    rollout changes, whatever traffic it has left (drained pods leave no evidence)."""
+    if w.new_hash not in memory.failed or (v is not None and v.verdict == FAIL):
+        return v
+    now_says = f" (now: {v.verdict}, {v.reason})" if v is not None else ""
+    reason = (
+        f"version {w.new_hash} was judged failing; it stays failed until the rollout "
+        f"changes{now_says}"
+    )
+    if v is None:
+        return Verdict(FAIL, _NO_COHORT, _NO_COHORT, None, reason, None, 0.0)
+    return replace(v, verdict=FAIL, reason=reason)
+
+
+def rollback_target(w: Workload, memory: GuardMemory) -> Revision | None:
+    """The last known-good ReplicaSet: the newest older one that was seen fully available and
+    never judged `fail`. Without such a record (the policy is newer than the rollout), the
+    newest older one still serving that never failed. Never a failed one."""
+    older = [r for r in w.revisions if r.hash != w.new_hash and r.hash not in memory.failed]
+    newest_first = sorted(older, key=lambda r: -r.revision)
+    for r in newest_first:
+        if r.hash in memory.known_good:
+            return r
+    return next((r for r in newest_first if r.available > 0), None)
+
+
+def decide(
+    policy: Policy,
+    w: Workload,
+    v: Verdict | None,
+    now: float,
+    memory: GuardMemory | None = None,
+) -> tuple[str | None, str]:
+    """The guard's action for this evaluation (None: leave the Deployment alone) and why.
+    `v` is the latched verdict. A rollback without a known-good target pauses instead."""
+    memory = memory or GuardMemory()
+    hold = policy.actions.rollout.hold_seconds
+    on_fail = policy.actions.rollout.on_canary_degraded
+    if v is not None and v.verdict == FAIL and (w.rolling or w.paused):
+        # A person resumed the rollout we paused: respect it for this revision.
+        overridden = w.paused_by_us and not w.paused and w.paused_revision == w.revision
+        if on_fail == "Rollback" and w.rolling:
+            target = rollback_target(w, memory)
+            if target is not None:
+                return ROLLBACK, f"{v.reason}; back to revision {target.revision}"
+            if not w.paused and not overridden:
+                return PAUSE, f"{v.reason}; no known-good ReplicaSet to roll back to"
+            return None, f"{v.reason}; no known-good ReplicaSet to roll back to"
+        if on_fail in ("Pause", "Rollback") and not w.paused and not overridden:
+            return PAUSE, v.reason
+        return None, v.reason
+    if hold and w.rolling and not w.hold_done:
+        if w.hold_started is None:
+            if w.new_ready > 0 and not w.paused:
+                return HOLD, f"holding the rollout {hold}s for session-aware analysis"
+            return None, "waiting for the first new pods"
+        if now - w.hold_started >= hold and w.paused and w.paused_by_us:
+            if v is not None and v.verdict in (PASS, FLEET_WIDE):
+                return RESUME, f"held {hold}s: {v.reason}"
+            return None, f"hold over but the verdict is {v.verdict if v else 'unknown'}"
+    return None, v.reason if v else "no metrics"
+
+
+def _cohort(c: Cohort) -> dict[str, Any]:
+    return {
+        "pods": c.pods,
+        "requests": round(c.total, 1),
+        "bad": round(c.bad, 1),
+        "badRatio": None if c.ratio is None else round(c.ratio, 6),
+    }
+
+
+def rollout_status(w: Workload, v: Verdict | None, action: str | None, why: str) -> dict[str, Any]:
+    """status.rollout: cohorts, verdict and evidence."""
+    out: dict[str, Any] = {
+        "workload": w.name,
+        "revision": w.revision,
+        "newHash": w.new_hash,
+        "rolling": w.rolling,
+        "paused": w.paused,
+        "verdict": v.verdict if v else "unknown",
+        "reason": why,
+    }
+    if action:
+        out["action"] = action
+    if v is not None:
+        out["newCohort"] = _cohort(v.new)
+        out["oldCohort"] = _cohort(v.old)
+        if v.p_value is not None:
+            out["pValue"] = float(f"{v.p_value:.3g}")
+        out["podShare"] = round(v.pod_share, 4)
+        if v.session_share is not None:
+            out["sessionShare"] = round(v.session_share, 4)
+    return out

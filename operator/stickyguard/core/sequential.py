@@ -1,0 +1,128 @@
+"""The sequential detector's maths (pure, no dependencies): a CUSUM per pod on the binomial
+log-likelihood ratio of its bad events against the leave-one-out baseline, its threshold derived
+from a false-drain budget, per-interval arrivals recovered from overlapping windows, the cap on
+bursts and the overdispersion of clustered traffic. `analysis.py` wires these into an
+evaluation; the reasoning and the derivation of the defaults are in docs/analysis.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+
+SECONDS_PER_YEAR = 365.25 * 86400.0
+# Each pod runs one CUSUM per alternative p1 = factor x the smallest shift worth draining
+# (max(absoluteThreshold, relativeThreshold x baseline)): the smallest catches mild faults, the
+# larger ones catch severe faults sooner (a CUSUM is fastest for the shift it is tuned to).
+CHART_FACTORS = (1.0, 3.0, 10.0)
+_P1_MAX = 0.9
+# The CUSUM is capped a little above the threshold so that a pod that was bad for an hour
+# recovers in minutes once it is good again (the cap never delays an alarm).
+CAP_FACTOR = 1.5
+# Jumps of the window's bad count older than a window have left the window; the estimate of
+# Evaluations in the running mean of the overdispersion (240 x 15 s: an hour).
+DISPERSION_MEMORY = 240
+DISPERSION_SETTLED, DISPERSION_STEP = 20, 4.0
+
+
+def threshold(false_drains_per_pod_year: float, interval_seconds: float) -> float:
+    """CUSUM threshold h for a false-alarm budget.
+
+    Lorden (1971): a CUSUM on exact log-likelihood ratios, stopped when it reaches h, has an
+    average run length under the null of at least e^h observations. One observation per
+    evaluation interval, and K charts sharing the budget (a union bound), give
+    h = ln(seconds per year / (budget x interval)) + ln K."""
+    if false_drains_per_pod_year <= 0 or interval_seconds <= 0:
+        raise ValueError("the budget and the interval must be > 0")
+    evaluations = SECONDS_PER_YEAR / (false_drains_per_pod_year * interval_seconds)
+    return math.log(max(evaluations, 1.0)) + math.log(len(CHART_FACTORS))
+
+
+def alternatives(baseline: float, absolute: float, relative: float) -> tuple[float, ...]:
+    """The bad ratio each chart is tuned to; each is above the baseline (or the chart is inert)."""
+    smallest = max(absolute, relative * baseline)
+    return tuple(min(_P1_MAX, f * smallest) for f in CHART_FACTORS)
+
+
+def llr(bad: float, total: float, p0: float, p1: float) -> float:
+    """log P(bad of total | p1) / P(bad of total | p0) for independent events: linear in the
+    counts, so weighted or non-integer counts (rates x window) are fine."""
+    if not 0.0 < p0 < p1 < 1.0 or total <= 0:
+        return 0.0
+    good = max(0.0, total - bad)
+    return bad * math.log(p1 / p0) + good * (math.log1p(-p1) - math.log1p(-p0))
+
+
+def update(cusum: Sequence[float], increments: Sequence[float], h: float) -> tuple[float, ...]:
+    """One CUSUM step per chart: S <- min(cap, max(0, S + x))."""
+    cap = CAP_FACTOR * h
+    if not cusum:
+        cusum = (0.0,) * len(increments)
+    return tuple(min(cap, max(0.0, s + x)) for s, x in zip(cusum, increments, strict=True))
+
+
+def window_weight(elapsed: float | None, window: float, interval: float) -> float:
+    """Share of a window's evidence that is new since the last evaluation. Windows overlap (a 2m
+    window every 15 s holds each event 8 times), so each window counts elapsed/window: every
+    event is counted once on average. A first evaluation counts one interval's worth; after a
+    gap longer than the window, the window counts once (the gap's events are lost, not
+    invented)."""
+    if window <= 0:
+        return 1.0
+    step = interval if elapsed is None else elapsed
+    return max(0.0, min(1.0, step / window))
+
+
+def discount_burst(bad: float, jumps: Sequence[float]) -> float:
+    """The window's bad count without its largest burst: the largest excess over the window's
+    typical (median) arrival of one interval or two adjacent ones (a client retrying for up to
+    ~30 s straddles two 15 s intervals). A faulty pod spreads its bad answers over every
+    interval, so it loses next to nothing, whatever the window's length in intervals; one
+    retrying client on a healthy pod (median ~0) loses its whole burst and can never make the
+    window an outlier by itself. With only two intervals in the window a burst cannot be told
+    from a fault, and half of the difference is discounted."""
+    if not jumps:
+        return max(0.0, bad)
+    typical = statistics.median(jumps)
+    singles = [j - typical for j in jumps]
+    pairs = [a + b - 2 * typical for a, b in itertools.pairwise(jumps)]
+    biggest = max([*pairs, *singles, 0.0])
+    return max(0.0, bad - biggest)
+
+
+def arrived_bad(jumps: Sequence[float], plausible: float) -> float:
+    """The bad events that arrived since the last evaluation (the last of `jumps`), capped at
+    `plausible`: what the most severe alternative (the largest chart's ratio) expects among the
+    interval's events. A faulty pod below that ratio is never capped; a burst of retries counts
+    no more than a severe fault's interval, and only the window judged now (see
+    `discount_burst`) can tell the burst from a fault."""
+    if not jumps:
+        return 0.0
+    return max(0.0, min(jumps[-1], plausible))
+
+
+def pearson_terms(counts: Sequence[tuple[float, float]], p: float) -> dict[int, float]:
+    """Index -> (b - n p)^2 / (n p (1 - p)): each pod's share of the Pearson X^2 statistic."""
+    if not 0.0 < p < 1.0:
+        return {}
+    return {
+        i: (b - n * p) ** 2 / (n * p * (1.0 - p))
+        for i, (n, b) in enumerate(counts)
+        if n * p * (1.0 - p) > 0
+    }
+
+
+def dispersion(terms: dict[int, float], leave_out: int | None, min_pods: int = 4) -> float:
+    """Variance inflation of bad counts across the fleet (Pearson X^2 per degree of freedom),
+    floored at 1, leaving the judged pod out so that it cannot hide itself. Sessions and
+    retries cluster bad events, so counts vary more than a binomial says; dividing the
+    log-likelihood ratio by this factor (quasi-likelihood) keeps the evidence honest. Too few
+    pods give no estimate (1)."""
+    total, count = sum(terms.values()), len(terms)
+    if leave_out is not None and leave_out in terms:
+        total, count = total - terms[leave_out], count - 1
+    if count < min_pods:
+        return 1.0
+    return max(1.0, total / (count - 1))

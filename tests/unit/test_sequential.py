@@ -1,0 +1,189 @@
+"""The sequential detector over time, on seeded noisy counts: it never drains a healthy fleet,
+it is not fooled by one retrying client, it is fast on real faults, and it forgets. Each guard
+is shown able to fail: with the threshold or the burst cap mutated, the same test drains."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from stickyguard.core import sequential
+from stickyguard.core.analysis import PodSample, Track, analyze, forget
+from stickyguard.core.policy import Detection, Impact
+
+INTERVAL, WINDOW = 15.0, 8  # a 2m window read every 15 s, as the simulator's scraper
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+Counts = Callable[[random.Random, int, int], tuple[int, int]]  # (rng, pod, step) -> (n, bad)
+
+
+def healthy(rate: float, ratio: float, cluster: float = 1.0) -> Counts:
+    """Poisson traffic; bad events independent, or in clusters of mean size `cluster`."""
+
+    def draw(rng: random.Random, pod: int, step: int) -> tuple[int, int]:
+        n = poisson(rng, rate * INTERVAL)
+        if cluster <= 1.0:
+            return n, sum(1 for _ in range(n) if rng.random() < ratio)
+        starts = poisson(rng, n * ratio / cluster)
+        bad = sum(1 + int(rng.expovariate(1 / (cluster - 1))) for _ in range(starts))
+        return n, min(n, bad)
+
+    return draw
+
+
+def evaluations(
+    counts: Counts,
+    pods: int,
+    steps: int,
+    seed: int,
+    d: Detection | None = None,
+    with_counters: bool = True,
+) -> Iterator[tuple[float, tuple[str, ...]]]:
+    """(time, pods offered for draining) per evaluation; an offered pod is forgotten, as the
+    caller does once it is drained and later restored. Samples carry the raw counters, as the
+    presets' queries give them, unless `with_counters` is False (custom queries)."""
+    rng = random.Random(seed)
+    d = d or Detection()
+    names = [f"pod-{i:02d}" for i in range(pods)]
+    history: list[list[tuple[int, int]]] = [[] for _ in names]
+    cumulative = [[0.0, 0.0] for _ in names]
+    tracks: dict[str, Track] = {}
+    for step in range(steps):
+        samples = []
+        for i, name in enumerate(names):
+            n, b = counts(rng, i, step)
+            history[i].append((n, b))
+            del history[i][:-WINDOW]
+            cumulative[i][0] += n
+            cumulative[i][1] += b
+            samples.append(
+                PodSample(
+                    name,
+                    float(sum(n for n, _ in history[i])),
+                    float(sum(b for _, b in history[i])),
+                    total_counter=cumulative[i][0] if with_counters else None,
+                    bad_counter=cumulative[i][1] if with_counters else None,
+                )
+            )
+        now = (step + 1) * INTERVAL
+        f = analyze(samples, {}, d, Impact(), tracks, now=now, window_seconds=WINDOW * INTERVAL)
+        tracks = forget(f.tracks, f.degraded_pods)
+        yield now, f.degraded_pods
+
+
+def drains(counts: Counts, pods: int, hours: float, seed: int) -> int:
+    steps = int(hours * 3600 / INTERVAL)
+    return sum(len(offered) for _, offered in evaluations(counts, pods, steps, seed))
+
+
+# --- the threshold ------------------------------------------------------------------------------
+def test_threshold_is_derived_from_the_false_drain_budget() -> None:
+    h = sequential.threshold(0.01, 15)
+    assert h == pytest.approx(math.log(365.25 * 86400 / (0.01 * 15)) + math.log(3))
+    assert 20 < h < 21
+    # Ten times the budget lowers the threshold by ln 10; a longer interval raises fewer alarms.
+    assert sequential.threshold(0.1, 15) == pytest.approx(h - math.log(10))
+    assert sequential.threshold(0.01, 30) < h
+
+
+# --- a healthy fleet is never drained (the properties of the issue) ---------------------------
+NULL_CASES = [
+    ("poisson-1rps-0.5pct", healthy(1.0, 0.005)),
+    ("poisson-0.2rps-2pct", healthy(0.2, 0.02)),
+    ("clustered-1rps-2pct", healthy(1.0, 0.02, cluster=3.0)),
+]
+
+
+@pytest.mark.parametrize(("case", "counts"), NULL_CASES, ids=[c[0] for c in NULL_CASES])
+def test_property_identical_noisy_pods_are_never_drained(case: str, counts: Counts) -> None:
+    assert drains(counts, pods=12, hours=6, seed=7) == 0
+
+
+def test_the_null_property_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A threshold too low for the number of evaluations drains healthy pods in the same run."""
+    monkeypatch.setattr(sequential, "threshold", lambda budget, interval: 3.0)
+    assert drains(healthy(1.0, 0.005), pods=12, hours=6, seed=7) > 0
+
+
+# --- one retrying client -------------------------------------------------------------------------
+def with_retry_storm(base: Counts, pod: int, step: int, size: int) -> Counts:
+    def draw(rng: random.Random, p: int, s: int) -> tuple[int, int]:
+        n, b = base(rng, p, s)
+        return (n + size, b + size) if (p, s) == (pod, step) else (n, b)
+
+    return draw
+
+
+def test_one_client_retrying_does_not_drain_a_healthy_pod() -> None:
+    storm = with_retry_storm(healthy(2.0, 0.005), pod=3, step=200, size=15)
+    assert drains(storm, pods=12, hours=1.5, seed=11) == 0
+
+
+def test_the_retry_guard_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the burst cap (on the evidence and on the window judged now), the same storm
+    drains the pod it landed on."""
+    monkeypatch.setattr(sequential, "arrived_bad", lambda jumps, plausible=0.0: jumps[-1])
+    monkeypatch.setattr(sequential, "discount_burst", lambda bad, jumps: bad)
+    storm = with_retry_storm(healthy(2.0, 0.005), pod=3, step=200, size=15)
+    assert drains(storm, pods=12, hours=1.5, seed=11) > 0
+
+
+# --- fast on real faults -------------------------------------------------------------------------
+def faulty(onset_step: int, pod: int, ratio: float, base: Counts) -> Counts:
+    def draw(rng: random.Random, p: int, s: int) -> tuple[int, int]:
+        n, b = base(rng, p, s)
+        if p == pod and s >= onset_step:
+            b = sum(1 for _ in range(n) if rng.random() < ratio)
+        return n, b
+
+    return draw
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_5pct_pod_at_2_rps_is_drained_within_150s(seed: int) -> None:
+    onset = 40
+    counts = faulty(onset, pod=0, ratio=0.05, base=healthy(2.0, 0.001))
+    for now, offered in evaluations(counts, pods=12, steps=onset + 20, seed=seed):
+        if offered:
+            assert offered == ("pod-00",)
+            assert now - onset * INTERVAL <= 150
+            return
+    pytest.fail("not drained within 300 s")
+
+
+# --- verdicts around the detector ----------------------------------------------------------------
+def test_a_degraded_pod_is_offered_only_while_it_alarms_now() -> None:
+    h = sequential.threshold(0.01, 15)
+    stale = Track(degraded=True, cusum=(h, h, h), seen_time=0.0, seen_total=240.0)
+    samples = [PodSample(f"pod-{i:02d}", 240.0, 0.0) for i in range(6)]
+    f = analyze(samples, {}, Detection(), Impact(), {"pod-00": stale}, now=15.0)
+    assert f.degraded_pods == ()
+
+
+def test_forget_drops_a_pods_memory() -> None:
+    tracks = {"a": Track(degraded=True), "b": Track()}
+    assert forget(tracks, ["a"]) == {"b": Track()}
+
+
+def test_a_drained_pod_without_new_traffic_does_not_recover() -> None:
+    """Its window still holds old events, but none are new: no passes, so no restore."""
+    d = Detection(recovery_evaluations=2)
+    track = Track(degraded=True, seen_time=0.0, seen_total=240.0)
+    tracks = {"pod-00": track}
+    for k in range(1, 4):
+        samples = [PodSample("pod-00", 240.0 * (1 - k / 8), 0.0)]
+        samples += [PodSample(f"pod-{i:02d}", 240.0, 0.0) for i in range(1, 6)]
+        tracks = dict(analyze(samples, {}, d, Impact(), tracks, now=15.0 * k).tracks)
+    assert tracks["pod-00"].degraded and tracks["pod-00"].passes == 0
