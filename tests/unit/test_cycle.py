@@ -7,6 +7,7 @@ from planner_fixtures import NOW, policy
 from stickyguard.core.analysis import MetricsSnapshot, PodMeta, PodSample
 from stickyguard.core.cycle import (
     ClusterSnapshot,
+    Decision,
     Memory,
     decide,
     history_from_status,
@@ -25,16 +26,32 @@ def cluster(n: int = 6, **state: object) -> ClusterSnapshot:
     )
 
 
-def metrics(ratios: list[float], problems: tuple[MetricProblem, ...] = ()) -> MetricsSnapshot:
+def metrics(
+    ratios: list[float], problems: tuple[MetricProblem, ...] = (), at: float = NOW
+) -> MetricsSnapshot:
     samples = tuple(PodSample(f"pod-{i:02d}", 2000, 2000 * r) for i, r in enumerate(ratios))
-    return MetricsSnapshot(NOW, 120, samples, problems)
+    return MetricsSnapshot(at, 120, samples, problems)
 
 
 BAD = [0.3] + [0.001] * 5
 
 
+def decide_bad(history: tuple[ActionRecord, ...] = ()) -> Decision:
+    """Three cycles 15 s apart on the same bad metrics, ending at NOW: a drain rests on evidence
+    from at least three intervals (sequential.MIN_EVIDENCE_INTERVALS), so the first two plan
+    none, however bad the pod looks."""
+    memory, d = Memory(), None
+    for k, at in enumerate((NOW - 30, NOW - 15, NOW)):
+        d = decide(policy(), cluster(), metrics(BAD, at=at), memory, history, at)
+        drains = [a.pod for a in d.plan.actions if a.kind == DRAIN]
+        assert drains == ([] if k < 2 else drains), f"cycle {k} drained {drains}"
+        memory = d.memory
+    assert d is not None
+    return d
+
+
 def test_decides_a_drain_and_remembers_each_pod() -> None:
-    d = decide(policy(), cluster(), metrics(BAD), Memory(), (), NOW)
+    d = decide_bad()
     assert d.problem is None
     assert [(a.kind, a.pod) for a in d.plan.actions if a.kind != MARK_SERVING] == [
         (DRAIN, "pod-00")
@@ -86,7 +103,7 @@ def test_history_is_read_from_status_and_kept_one_hour() -> None:
 def test_settle_reports_only_what_was_done() -> None:
     p = policy()
     c = cluster()
-    d = decide(p, c, metrics(BAD), Memory(), (ActionRecord(NOW - 10, DRAIN, "x"),), NOW)
+    d = decide_bad((ActionRecord(NOW - 10, DRAIN, "x"),))
     drain = next(a for a in d.plan.actions if a.kind == DRAIN)
     failed = settle(
         p,

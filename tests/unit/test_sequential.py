@@ -132,12 +132,33 @@ def test_one_client_retrying_does_not_drain_a_healthy_pod() -> None:
 
 
 def test_the_retry_guard_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the burst cap (on the evidence and on the window judged now), the same storm
-    drains the pod it landed on."""
+    """Without the burst cap (on the evidence and on the window judged now) and the clip of one
+    interval's evidence, the same storm drains the pod it landed on."""
+    monkeypatch.setattr(sequential, "arrived_bad", lambda jumps, plausible=0.0: jumps[-1])
+    monkeypatch.setattr(sequential, "discount_burst", lambda bad, jumps: bad)
+    monkeypatch.setattr(sequential, "MIN_EVIDENCE_INTERVALS", 1)
+    storm = with_retry_storm(healthy(2.0, 0.005), pod=3, step=200, size=15)
+    assert drains(storm, pods=12, hours=1.5, seed=11) > 0
+
+
+def test_one_interval_alone_never_drains(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clip holds by itself: with both burst caps off, a storm confined to one interval
+    still gives at most a third of the threshold."""
     monkeypatch.setattr(sequential, "arrived_bad", lambda jumps, plausible=0.0: jumps[-1])
     monkeypatch.setattr(sequential, "discount_burst", lambda bad, jumps: bad)
     storm = with_retry_storm(healthy(2.0, 0.005), pod=3, step=200, size=15)
-    assert drains(storm, pods=12, hours=1.5, seed=11) > 0
+    assert drains(storm, pods=12, hours=1.5, seed=11) == 0
+
+
+def test_cusum_step_is_clipped_to_a_share_of_the_threshold() -> None:
+    h = 21.0
+    # A huge increment gives h/3; three of them reach h exactly; a negative one is not clipped.
+    assert sequential.update((0.0,), (1000.0,), h) == (pytest.approx(7.0),)
+    s: tuple[float, ...] = (0.0,)
+    for _ in range(3):
+        s = sequential.update(s, (1000.0,), h)
+    assert s[0] == pytest.approx(h)
+    assert sequential.update((10.0,), (-4.0,), h) == (pytest.approx(6.0),)
 
 
 # --- fast on real faults -------------------------------------------------------------------------

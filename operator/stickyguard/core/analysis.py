@@ -461,7 +461,9 @@ def analyze(
             and c.b >= d.relative_threshold * base * c.n
         )
         # A one-off report has no history: the window's exact test decides alone.
-        alarm = c.pod in flagged if d.one_shot else outlier_now and max(cusum, default=0.0) >= h
+        alarm = (
+            c.pod in flagged if d.one_shot else outlier_now and max(cusum, default=0.0) >= h - 1e-9
+        )
         fails, passes, degraded = t.fails, t.passes, t.degraded
         if alarm:
             fails, passes = min(fails + 1, d.consecutive), 0
