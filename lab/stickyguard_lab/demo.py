@@ -126,13 +126,15 @@ def _policy() -> dict[str, Any]:
                 "queries": {
                     "total": f"sum by ({{pod_label}}) (rate({q}}}[{{window}}]))",
                     "bad": f'sum by ({{pod_label}}) (rate({q},quality="degraded"}}[{{window}}]))',
+                    "totalCounter": f"sum by ({{pod_label}}) ({q}}})",
+                    "badCounter": f'sum by ({{pod_label}}) ({q},quality="degraded"}})',
                     "activeSessions": "sum by ({pod_label}) (app_sessions_active{namespace="
                     '"{namespace}",{selector}})',
                     "degradedSessions": "sum by ({pod_label}) (app_sessions_degraded{namespace="
                     '"{namespace}",{selector}})',
                 },
             },
-            "detection": {"intervalSeconds": 5, "consecutive": 2, "minRequests": 30},
+            "detection": {"intervalSeconds": 5, "minRequests": 30},
             "actions": {
                 "mode": "Enforce",
                 "drain": {"method": "ServiceLabel", "drainTimeoutSeconds": 30, "evict": True},

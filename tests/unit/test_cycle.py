@@ -4,6 +4,7 @@ once the writes are done, and that it never acts on unusable metrics."""
 from __future__ import annotations
 
 from planner_fixtures import NOW, policy
+from stickyguard.core import sequential
 from stickyguard.core.analysis import MetricsSnapshot, PodMeta, PodSample
 from stickyguard.core.cycle import (
     ClusterSnapshot,
@@ -37,14 +38,16 @@ BAD = [0.3] + [0.001] * 5
 
 
 def decide_bad(history: tuple[ActionRecord, ...] = ()) -> Decision:
-    """Three cycles 15 s apart on the same bad metrics, ending at NOW: a drain rests on evidence
-    from at least three intervals (sequential.MIN_EVIDENCE_INTERVALS), so the first two plan
+    """Cycles 15 s apart on the same bad metrics, ending at NOW: a drain rests on evidence from
+    at least sequential.MIN_EVIDENCE_INTERVALS intervals, so the cycles before the last plan
     none, however bad the pod looks."""
+    k = sequential.MIN_EVIDENCE_INTERVALS
     memory, d = Memory(), None
-    for k, at in enumerate((NOW - 30, NOW - 15, NOW)):
+    for i in range(k):
+        at = NOW - 15 * (k - 1 - i)
         d = decide(policy(), cluster(), metrics(BAD, at=at), memory, history, at)
         drains = [a.pod for a in d.plan.actions if a.kind == DRAIN]
-        assert drains == ([] if k < 2 else drains), f"cycle {k} drained {drains}"
+        assert i == k - 1 or drains == [], f"cycle {i} drained {drains}"
         memory = d.memory
     assert d is not None
     return d

@@ -98,6 +98,37 @@ def test_degraded_sessions_needs_active_sessions() -> None:
     assert errs[0][0] == "spec.prometheus.queries.degradedSessions"
 
 
+CUSTOM = {"total": "sum by (pod) (rate(x[{window}]))", "bad": "sum by (pod) (rate(y[{window}]))"}
+
+
+def test_custom_queries_may_give_the_raw_counters() -> None:
+    counters = {"totalCounter": "sum by (pod) (x)", "badCounter": "sum by (pod) (y)"}
+    p = parse_policy(minimal(prometheus={"queries": {**CUSTOM, **counters}}))
+    rendered = p.prometheus.rendered_queries("ns")
+    assert rendered["totalCounter"] == "sum by (pod) (x)"
+    assert rendered["badCounter"] == "sum by (pod) (y)"
+    assert "totalCounter" not in parse_policy(
+        minimal(prometheus={"queries": CUSTOM})
+    ).prometheus.rendered_queries("ns")
+
+
+def test_counter_queries_come_in_pairs_and_with_the_rates() -> None:
+    errs = errors_of(
+        minimal(prometheus={"queries": {**CUSTOM, "totalCounter": "sum by (pod) (x)"}})
+    )
+    assert errs == [
+        ("spec.prometheus.queries", "totalCounter and badCounter must be given together")
+    ]
+    errs = errors_of(
+        minimal(
+            prometheus={
+                "queries": {"totalCounter": "sum by (pod) (x)", "badCounter": "sum by (pod) (y)"}
+            }
+        )
+    )
+    assert [p for p, _ in errs] == ["spec.prometheus.queries.totalCounter"]
+
+
 def test_expressions_only_selector_needs_series_selector() -> None:
     spec = {"selector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}}
     errs = errors_of(minimal(**spec))

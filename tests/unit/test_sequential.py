@@ -151,60 +151,12 @@ def test_one_interval_alone_never_drains(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_cusum_step_is_clipped_to_a_share_of_the_threshold() -> None:
-    h = 21.0
-    # A huge increment gives h/3; three of them reach h exactly; a negative one is not clipped.
-    assert sequential.update((0.0,), (1000.0,), h) == (pytest.approx(7.0),)
+    h, k = 21.0, sequential.MIN_EVIDENCE_INTERVALS
+    # A huge increment gives h/k; k of them reach h exactly; a negative one is not clipped.
+    assert sequential.update((0.0,), (1000.0,), h) == (pytest.approx(h / k),)
     s: tuple[float, ...] = (0.0,)
-    for _ in range(3):
+    for _ in range(k):
+        assert s[0] < h - 1e-6
         s = sequential.update(s, (1000.0,), h)
     assert s[0] == pytest.approx(h)
-    assert sequential.update((10.0,), (-4.0,), h) == (pytest.approx(6.0),)
-
-
-# --- fast on real faults -------------------------------------------------------------------------
-def faulty(onset_step: int, pod: int, ratio: float, base: Counts) -> Counts:
-    def draw(rng: random.Random, p: int, s: int) -> tuple[int, int]:
-        n, b = base(rng, p, s)
-        if p == pod and s >= onset_step:
-            b = sum(1 for _ in range(n) if rng.random() < ratio)
-        return n, b
-
-    return draw
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_a_5pct_pod_at_2_rps_is_drained_within_150s(seed: int) -> None:
-    onset = 40
-    counts = faulty(onset, pod=0, ratio=0.05, base=healthy(2.0, 0.001))
-    for now, offered in evaluations(counts, pods=12, steps=onset + 20, seed=seed):
-        if offered:
-            assert offered == ("pod-00",)
-            assert now - onset * INTERVAL <= 150
-            return
-    pytest.fail("not drained within 300 s")
-
-
-# --- verdicts around the detector ----------------------------------------------------------------
-def test_a_degraded_pod_is_offered_only_while_it_alarms_now() -> None:
-    h = sequential.threshold(0.01, 15)
-    stale = Track(degraded=True, cusum=(h, h, h), seen_time=0.0, seen_total=240.0)
-    samples = [PodSample(f"pod-{i:02d}", 240.0, 0.0) for i in range(6)]
-    f = analyze(samples, {}, Detection(), Impact(), {"pod-00": stale}, now=15.0)
-    assert f.degraded_pods == ()
-
-
-def test_forget_drops_a_pods_memory() -> None:
-    tracks = {"a": Track(degraded=True), "b": Track()}
-    assert forget(tracks, ["a"]) == {"b": Track()}
-
-
-def test_a_drained_pod_without_new_traffic_does_not_recover() -> None:
-    """Its window still holds old events, but none are new: no passes, so no restore."""
-    d = Detection(recovery_evaluations=2)
-    track = Track(degraded=True, seen_time=0.0, seen_total=240.0)
-    tracks = {"pod-00": track}
-    for k in range(1, 4):
-        samples = [PodSample("pod-00", 240.0 * (1 - k / 8), 0.0)]
-        samples += [PodSample(f"pod-{i:02d}", 240.0, 0.0) for i in range(1, 6)]
-        tracks = dict(analyze(samples, {}, d, Impact(), tracks, now=15.0 * k).tracks)
-    assert tracks["pod-00"].degraded and tracks["pod-00"].passes == 0
+    assert sequential.update((4.0,), (-3.0,), h) == (pytest.approx(1.0),)

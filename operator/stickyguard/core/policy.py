@@ -99,6 +99,10 @@ class Queries:
     active_sessions: str | None = None
     degraded_sessions: str | None = None
     affinity_misses: str | None = None
+    # The raw counters behind total and bad (instant queries, no rate): their differences
+    # between evaluations are each interval's exact events for the sequential detector.
+    total_counter: str | None = None
+    bad_counter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,8 @@ class PrometheusSpec:
             ("activeSessions", q.active_sessions),
             ("degradedSessions", q.degraded_sessions),
             ("affinityMisses", q.affinity_misses),
+            ("totalCounter", q.total_counter),
+            ("badCounter", q.bad_counter),
         ):
             if value:
                 out[name] = value
@@ -429,10 +435,18 @@ def _prometheus(r: _Reader, selector: LabelSelector) -> PrometheusSpec:
         active_sessions=q.optional("activeSessions", str, _template),
         degraded_sessions=q.optional("degradedSessions", str, _template),
         affinity_misses=q.optional("affinityMisses", str, _template),
+        total_counter=q.optional("totalCounter", str, _template),
+        bad_counter=q.optional("badCounter", str, _template),
     )
     q.done()
     if (queries.total is None) != (queries.bad is None):
         r.errors.append((q.path, "total and bad must be given together"))
+    if (queries.total_counter is None) != (queries.bad_counter is None):
+        r.errors.append((q.path, "totalCounter and badCounter must be given together"))
+    elif queries.total_counter is not None and queries.total is None:
+        r.errors.append(
+            (q.at("totalCounter"), "needs total and bad too (the counters behind those rates)")
+        )
     needs_queries = preset in SIGNAL_PRESETS and SIGNAL_PRESETS[preset].needs_queries
     if needs_queries and (queries.total is None or queries.bad is None):
         r.errors.append((q.path, f"preset {preset} needs both total and bad queries"))

@@ -22,7 +22,7 @@ _P1_MAX = 0.9
 # recovers in minutes once it is good again (the cap never delays an alarm).
 CAP_FACTOR = 1.5
 # The fewest intervals a drain's evidence comes from (see `update`).
-MIN_EVIDENCE_INTERVALS = 3
+MIN_EVIDENCE_INTERVALS = 4
 # Jumps of the window's bad count older than a window have left the window; the estimate of
 # Evaluations in the running mean of the overdispersion (240 x 15 s: an hour).
 DISPERSION_MEMORY = 240
