@@ -10,6 +10,7 @@ stickyguard's gate.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,9 @@ class ArgoRollouts:
 def start_argo_rollouts(env: LabEnv, sup: Supervisor) -> ArgoRollouts:
     """Installs the CRDs and starts the controller (free ports, no leader election)."""
     binary = find_peer("argo-rollouts")
-    install_crds(env, sorted((peer_source("argo-rollouts") / "manifests" / "crds").glob("*.yaml")))
+    install_crds(
+        env, sorted((peer_source("argo-rollouts") / "manifests" / "crds").glob("*-crd.yaml"))
+    )
     healthz, metrics = free_port(), free_port()
     child = start_controller(
         env,
@@ -68,10 +71,19 @@ def analysis_runs(custom: client.CustomObjectsApi, ns: str) -> list[dict[str, An
     return sorted(items, key=lambda r: r["metadata"]["creationTimestamp"])
 
 
+def _value(raw: str) -> str:
+    # Argo stores a measurement's value as the JSON of what jsonPath found: "\"fail\"".
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        return raw
+    return decoded if isinstance(decoded, str) else raw
+
+
 def measurements(run: dict[str, Any]) -> list[tuple[str, str]]:
     """(phase, value) of every measurement of the run's metrics, in order."""
     return [
-        (str(m.get("phase")), str(m.get("value", "")))
+        (str(m.get("phase")), _value(str(m.get("value", ""))))
         for result in (run.get("status") or {}).get("metricResults") or []
         for m in result.get("measurements") or []
     ]
