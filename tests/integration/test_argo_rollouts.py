@@ -59,11 +59,14 @@ BAD_RATIO = 0.25  # the bad version's share of degraded answers (HTTP 200)
 
 @pytest.fixture(scope="module")
 def argo(lab: testenv.LabEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArgoRollouts]:
+    started = time.time()
     sup = Supervisor(tmp_path_factory.mktemp("argo"))
     try:
         yield start_argo_rollouts(lab, sup)
     finally:
         sup.stop_all()
+        # This file's wall time beyond the session's lab: Argo's start and every scenario.
+        record("argo-rollouts", "module", {"wall_s": round(time.time() - started, 1)})
 
 
 def lab_analysis_template(gate_port: int) -> dict[str, Any]:
@@ -75,6 +78,19 @@ def lab_analysis_template(gate_port: int) -> dict[str, Any]:
     web["url"] = on_loopback(web["url"], gate_port)
     metric.update(initialDelay="10s", interval="5s")
     return template
+
+
+def analysis_timing(run: dict[str, Any]) -> dict[str, str]:
+    """When Argo started the run and took each measurement (RFC 3339, as Argo wrote them)."""
+    status = run.get("status") or {}
+    return {
+        "startedAt": str(status.get("startedAt")),
+        "measured": ",".join(
+            str(m.get("finishedAt"))
+            for r in status.get("metricResults") or []
+            for m in r.get("measurements") or []
+        ),
+    }
 
 
 @dataclass
@@ -217,6 +233,7 @@ def test_argo_aborts_a_canary_stickyguard_fails(shop: Shop) -> None:
     shop.exporter.set_label_ratio("version", "2.0", BAD_RATIO)
     with shop.timeline() as times:
         shop.release("2.0")
+        times.mark("released")
         wait_for(lambda: "aborted" in times.times, timeout=180, what="abort", detail=shop.detail)
     new = shop.status().get("currentPodHash")
     assert new and new != shop.stable
@@ -237,10 +254,12 @@ def test_argo_aborts_a_canary_stickyguard_fails(shop: Shop) -> None:
     )
     assert shop.status().get("phase") == "Degraded"
     figures = {
+        "release_to_canary_ready_s": times.between("released", "canary_ready"),
         "fault_to_verdict_s": times.between("canary_ready", "verdict_fail"),
         "verdict_to_abort_s": times.between("verdict_fail", "aborted"),
         "fault_to_abort_s": times.between("canary_ready", "aborted"),
         "measurements": [v for _, v in taken],
+        "analysis": analysis_timing(run),
         "scenario_s": round(time.time() - started, 1),
     }
     record("argo-rollouts", "bad_canary_aborted", figures)
@@ -251,6 +270,7 @@ def test_argo_promotes_a_canary_stickyguard_passes(shop: Shop) -> None:
     started = time.time()
     with shop.timeline() as times:
         shop.release("2.0")
+        times.mark("released")
         wait_for(
             lambda: "promoted" in times.times, timeout=180, what="promotion", detail=shop.detail
         )
@@ -279,6 +299,7 @@ def test_argo_does_not_promote_a_canary_without_evidence(shop: Shop) -> None:
     shop.exporter.set_label_rps("version", "2.0", 0.05)  # 2 pods x 0.05/s x 20 s: 2 answers
     with shop.timeline() as times:
         shop.release("2.0")
+        times.mark("released")
         wait_for(
             lambda: "run_inconclusive" in times.times,
             timeout=180,

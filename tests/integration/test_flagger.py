@@ -54,11 +54,14 @@ INTERVAL_S = 10
 
 @pytest.fixture(scope="module")
 def flagger(lab: testenv.LabEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flagger]:
+    started = time.time()
     sup = Supervisor(tmp_path_factory.mktemp("flagger"))
     try:
         yield start_flagger(lab, sup)
     finally:
         sup.stop_all()
+        # This file's wall time beyond the session's lab: Flagger's start and every scenario.
+        record("flagger", "module", {"wall_s": round(time.time() - started, 1)})
 
 
 def lab_canary(gate_port: int) -> dict[str, Any]:
@@ -188,6 +191,7 @@ def test_flagger_rolls_back_a_version_stickyguard_fails(shop: Shop) -> None:
     shop.exporter.set_label_ratio("version", "2.0", BAD_RATIO)
     with shop.timeline("2.0") as times:
         shop.release("2.0")
+        times.mark("released")
         wait_for(lambda: "failed" in times.times, timeout=240, what="rollback", detail=shop.detail)
     events = shop.flagger_events()
     # Flagger rolled back because the stickyguard webhook failed its checks.
@@ -204,6 +208,7 @@ def test_flagger_rolls_back_a_version_stickyguard_fails(shop: Shop) -> None:
         detail=shop.detail,
     )
     figures = {
+        "release_to_canary_ready_s": times.between("released", "canary_ready"),
         "fault_to_verdict_s": times.between("canary_ready", "verdict_fail"),
         "verdict_to_rollback_s": times.between("verdict_fail", "failed"),
         "fault_to_rollback_s": times.between("canary_ready", "failed"),
@@ -218,6 +223,7 @@ def test_flagger_promotes_a_version_stickyguard_passes(shop: Shop) -> None:
     started = time.time()
     with shop.timeline("2.0") as times:
         shop.release("2.0")
+        times.mark("released")
         wait_for(
             lambda: "succeeded" in times.times, timeout=300, what="promotion", detail=shop.detail
         )
@@ -242,6 +248,7 @@ def test_flagger_waits_instead_of_promoting_without_evidence(shop: Shop) -> None
     shop.exporter.set_label_rps("version", "2.0", 0.05)  # 2 pods x 0.05/s x 20 s: 2 answers
     with shop.timeline("2.0") as times:
         shop.release("2.0")
+        times.mark("released")
         wait_for(
             lambda: "waiting_promotion" in times.times,
             timeout=240,
