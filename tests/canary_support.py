@@ -133,8 +133,12 @@ def record(tool: str, scenario: str, figures: dict[str, Any]) -> None:
         return
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = json.loads(path.read_text()) if path.exists() else {}
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read()
+        data = json.loads(text) if text.strip() else {}
         data.setdefault(tool, {})[scenario] = figures
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
