@@ -308,7 +308,10 @@ def test_argo_does_not_promote_a_canary_without_evidence(shop: Shop) -> None:
         )
         time.sleep(15)  # three more analysis intervals: nothing promotes it meanwhile
     taken = measurements(shop.canary_run() or {})
-    assert [v for _, v in taken] and {v for _, v in taken} == {"inconclusive"}, taken
+    values = [v for _, v in taken]
+    # `unknown` (an evaluation late under load) is Inconclusive to Argo too; the judge's own
+    # answer must be inconclusive.
+    assert "inconclusive" in values and set(values) <= {"inconclusive", "unknown"}, taken
     status = shop.status()
     reasons = [c.get("reason") for c in status.get("pauseConditions") or []]
     assert "InconclusiveAnalysisRun" in reasons, shop.detail()
