@@ -10,12 +10,13 @@ DEMO_IMAGE ?= stickyguard-demo:dev
 KIND_CLUSTER ?= stickyguard
 CERT_MANAGER ?= v1.16.2
 
-.PHONY: help setup-venv setup-demo setup-test setup-image venv binaries testenv-up testenv-down test lint unit demo bench bench-scale clean image image-ci image-demo kind-up \
+.PHONY: help setup-venv setup-demo setup-test setup-image venv binaries peers testenv-up testenv-down test lint unit demo bench bench-scale clean image image-ci image-demo kind-up \
 	kind-deploy kind-demo
 
 help:
 	@echo "make venv          create $(VENV) with stickyguard and its test tools"
 	@echo "make binaries      build the pinned Kubernetes + etcd (cached outside the repo)"
+	@echo "make peers         build the pinned Traefik, Argo Rollouts, Flagger (cached likewise)"
 	@echo "make testenv-up    start the local control plane, node agent and Prometheus ($(TESTENV)/)"
 	@echo "make testenv-down  stop them"
 	@echo "make test          lint (ruff, mypy, import contracts) + the whole test suite"
@@ -41,6 +42,11 @@ venv: $(VENV)/.installed
 binaries:
 	bash hack/build-binaries.sh
 
+# The real neighbours the tests run (Traefik, Argo Rollouts, Flagger), built in parallel and
+# cached; tests that need one also call the script, which is instant once they are cached.
+peers:
+	bash hack/build-peers.sh
+
 testenv-up: venv binaries
 	$(PY) -m stickyguard_lab testenv up --dir $(TESTENV)
 
@@ -56,7 +62,7 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q -m "not integration"
 
-test: setup-test lint binaries
+test: setup-test lint binaries peers
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile -m "not fixed_ports"
 	$(VENV)/bin/pytest -q -m fixed_ports
 

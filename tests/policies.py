@@ -58,6 +58,24 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("window-injection", {"prometheus": {"window": "2m])or vector(1"}}, "spec.prometheus.window"),
     ("custom-without-queries", {"prometheus": {"preset": "custom"}}, "spec.prometheus.queries"),
     (
+        "rollout-acted-on-by-stickyguard",
+        {"workloadRef": {"kind": "Rollout", "name": "shop"}},
+        "spec.actions.rollout.onCanaryDegraded",
+    ),
+    (
+        "rollout-with-hold",
+        {
+            "workloadRef": {"kind": "Rollout", "name": "shop"},
+            "actions": {"rollout": {"onCanaryDegraded": "None", "holdSeconds": 60}},
+        },
+        "spec.actions.rollout.holdSeconds",
+    ),
+    (
+        "workload-kind-unknown",
+        {"workloadRef": {"kind": "StatefulSet", "name": "x"}},
+        "spec.workloadRef.kind",
+    ),
+    (
         "total-without-bad",
         {"prometheus": {"queries": {"total": "sum by (pod) (x)"}}},
         "spec.prometheus.queries",

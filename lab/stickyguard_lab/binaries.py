@@ -107,6 +107,35 @@ def find_peer(peer: str, build: bool = True) -> Path:
     return find_peers(peer, build=build)[peer]
 
 
+# peer -> the Go module hack/build-peers.sh builds it from (its source holds the CRDs)
+PEER_MODULES = {
+    "traefik": "github.com/traefik/traefik/v3",
+    "argo-rollouts": "github.com/argoproj/argo-rollouts",
+    "flagger": "github.com/fluxcd/flagger",
+}
+
+
+def peer_source(peer: str) -> Path:
+    """The pinned peer's module source in the Go module cache, where hack/build-peers.sh
+    downloaded it (its CRDs are applied from there, as they were released). Offline: it
+    never fetches anything."""
+    proc = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", PEER_MODULES[peer]],
+        cwd=REPO_ROOT / "hack" / peer,
+        env={**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    folder = Path(proc.stdout.strip())
+    if proc.returncode != 0 or not folder.is_dir():
+        raise MissingBinaryError(
+            f"the {peer} module source is not in the Go module cache: run "
+            f"hack/build-peers.sh {peer} ({proc.stderr.strip()[-300:]})"
+        )
+    return folder
+
+
 def find_tool(name: str, package: str) -> Path:
     """A tool from a Debian package, or MissingBinaryError saying how to install it."""
     # Debian puts some daemons in /usr/sbin, which a non-root PATH lacks;

@@ -4,15 +4,22 @@ It follows the pods of a namespace (by label selector) and exports, for each, th
 real app behind the `generic` preset would: http_requests_total{namespace, app, pod, code},
 plus session gauges. Traffic reaches only pods that serve (Ready, and carrying the
 stickyguard.dev/serving label when they have one), as behind a real Service; each pod's bad
-ratio can be set at any time. Counters are integrated exactly over time, so they are monotonic
-and their rates are what was asked.
+ratio (and, by label, its request rate) can be set at any time. Counters are integrated
+exactly over time, so they are monotonic and their rates are what was asked.
+
+With `quality=True` bad answers are HTTP 200 with a wrong body, as in the demo app: every
+request counts as code="200" and app_answers_total{..., quality="ok"|"degraded"} tells them
+apart, so only a quality signal sees them (an HTTP success rate stays at 100%).
+`series_labels` copies pod labels onto every series under their sanitized names, as
+Prometheus' Kubernetes discovery with a labelmap would (app.kubernetes.io/name ->
+app_kubernetes_io_name).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +27,7 @@ from typing import Any
 from kubernetes import client
 
 from stickyguard.core.names import SERVING
+from stickyguard.core.promql import escape_value, sanitize_label_name
 from stickyguard_lab.procs import free_port
 from stickyguard_lab.prom import write_targets
 
@@ -42,12 +50,16 @@ class SyntheticExporter:
         rps: float = 20.0,
         default_ratio: float = 0.001,
         sessions_per_pod: float = 50.0,
+        quality: bool = False,
+        series_labels: Sequence[str] = (),
     ) -> None:
         self.namespace, self.app = namespace, app
         self.rps, self.default_ratio = rps, default_ratio
         self.sessions_per_pod = sessions_per_pod
+        self.quality, self.series_labels = quality, tuple(series_labels)
         self.ratios: dict[str, float] = {}
         self.label_ratios: dict[tuple[str, str], float] = {}  # (label, value) -> bad ratio
+        self.label_rps: dict[tuple[str, str], float] = {}  # (label, value) -> requests/s
         self.sessions: dict[str, float] = {}
         self.pods: dict[str, _Pod] = {}
         self.lock = threading.Lock()
@@ -82,8 +94,11 @@ class SyntheticExporter:
             dt = max(0.0, now - p.last)
             if p.serving:
                 ratio = self._ratio(name, p)
-                p.total += self.rps * dt
-                p.bad += self.rps * dt * ratio
+                rps = next(
+                    (r for (k, v), r in self.label_rps.items() if p.labels.get(k) == v), self.rps
+                )
+                p.total += rps * dt
+                p.bad += rps * dt * ratio
             p.last = now
 
     def _ratio(self, name: str, pod: _Pod) -> float:
@@ -99,6 +114,13 @@ class SyntheticExporter:
         with self.lock:
             self._advance(time.time())
             self.label_ratios[(key, value)] = ratio
+
+    def set_label_rps(self, key: str, value: str, rps: float) -> None:
+        """Pods carrying label key=value get this many requests per second (e.g. a canary
+        that sticky sessions keep almost empty)."""
+        with self.lock:
+            self._advance(time.time())
+            self.label_rps[(key, value)] = rps
 
     def set_ratio(self, pod: str, ratio: float) -> None:
         with self.lock:
@@ -124,10 +146,21 @@ class SyntheticExporter:
         with self.lock:
             self._advance(time.time())
             lines = ["# TYPE http_requests_total counter", "# TYPE app_sessions_active gauge"]
+            if self.quality:
+                lines.append("# TYPE app_answers_total counter")
             for name, p in sorted(self.pods.items()):
                 base = f'namespace="{self.namespace}",app="{self.app}",pod="{name}"'
-                lines.append(f'http_requests_total{{{base},code="200"}} {p.total - p.bad:.6f}')
-                lines.append(f'http_requests_total{{{base},code="503"}} {p.bad:.6f}')
+                for key in self.series_labels:
+                    if key in p.labels:
+                        base += f",{sanitize_label_name(key)}={escape_value(p.labels[key])}"
+                if self.quality:
+                    lines.append(f'http_requests_total{{{base},code="200"}} {p.total:.6f}')
+                    ok = p.total - p.bad
+                    lines.append(f'app_answers_total{{{base},quality="ok"}} {ok:.6f}')
+                    lines.append(f'app_answers_total{{{base},quality="degraded"}} {p.bad:.6f}')
+                else:
+                    lines.append(f'http_requests_total{{{base},code="200"}} {p.total - p.bad:.6f}')
+                    lines.append(f'http_requests_total{{{base},code="503"}} {p.bad:.6f}')
                 sessions = self.sessions.get(name, self.sessions_per_pod) if p.serving else 0.0
                 lines.append(f"app_sessions_active{{{base}}} {sessions}")
         return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from typing import Any
 from stickyguard_lab.binaries import find_peer
 from stickyguard_lab.kubectl import apply
 from stickyguard_lab.netns import start_relay
+from stickyguard_lab.peerproc import out_of_cluster_env
 from stickyguard_lab.procs import Child, Supervisor, free_port
 from stickyguard_lab.testenv import LabEnv
 
@@ -120,11 +121,7 @@ def start_traefik(
     child = sup.start(
         "traefik",
         net.command(argv),
-        env={
-            "KUBECONFIG": str(env.kubeconfig),
-            "KUBERNETES_SERVICE_HOST": "",
-            "KUBERNETES_SERVICE_PORT": "",
-        },
+        env=out_of_cluster_env(env),
     )
     start_relay(sup, net, "traefik-relay", out=[("127.0.0.1", port), ("127.0.0.1", admin)])
     traefik = Traefik(port, admin, child, log_path)

@@ -311,3 +311,56 @@ def test_operations_doc_lists_every_metric_and_label_value() -> None:
             if missing:
                 problems.append(f"{name}: label values {missing} missing from its row")
     assert not problems, "\n".join(problems)
+
+
+# --- manifest excerpts: docs show the files the tests apply, not snippets nobody ran
+
+EXCERPT = re.compile(r"^<!-- excerpt: (\S+) -->\n```\w*\n(.*?)^```", re.S | re.M)
+
+
+def stale_excerpts(text: str, root: Path) -> list[str]:
+    """Excerpts (a fenced block right after `<!-- excerpt: PATH -->`) that are not, line for
+    line and in order, a contiguous part of the file PATH names (relative to the repo)."""
+    problems = []
+    for m in EXCERPT.finditer(text):
+        source = root / m.group(1)
+        block = m.group(2).splitlines()
+        if not source.is_file():
+            problems.append(f"{m.group(1)}: no such file")
+            continue
+        lines = source.read_text().splitlines()
+        if not any(lines[i : i + len(block)] == block for i in range(len(lines))):
+            problems.append(f"{m.group(1)}: not in the file:\n" + "\n".join(block))
+    return problems
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_manifest_excerpts_are_in_their_files(doc: Path) -> None:
+    problems = stale_excerpts(doc.read_text(), REPO)
+    assert not problems, f"{doc.relative_to(REPO)}:\n" + "\n".join(problems)
+
+
+def test_rollout_docs_show_the_tested_examples() -> None:
+    text = (REPO / "docs" / "rollouts.md").read_text()
+    shown = {m.group(1) for m in EXCERPT.finditer(text)}
+    assert {
+        "examples/argo-rollouts/analysistemplate.yaml",
+        "examples/argo-rollouts/rollout.yaml",
+        "examples/flagger/canary.yaml",
+    } <= shown
+    # Every yaml block of the page is an excerpt of a tested file.
+    blocks = len(re.findall(r"^```yaml$", text, re.M))
+    assert blocks == len(EXCERPT.findall(text)) + UNTESTED_ROLLOUT_BLOCKS
+
+
+# docs/rollouts.md's policy and Argo CD snippets are fragments of no single file.
+UNTESTED_ROLLOUT_BLOCKS = 2
+
+
+def test_excerpt_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text("a: 1\nb:\n  c: 2\n")
+    ok = "<!-- excerpt: m.yaml -->\n```yaml\nb:\n  c: 2\n```\n"
+    assert stale_excerpts(ok, tmp_path) == []
+    changed = "<!-- excerpt: m.yaml -->\n```yaml\nb:\n  c: 3\n```\n"
+    missing = "<!-- excerpt: n.yaml -->\n```yaml\nb: 1\n```\n"
+    assert len(stale_excerpts(changed + missing, tmp_path)) == 2

@@ -28,15 +28,14 @@ from stickyguard.core.rollout import HOLD, PAUSE, RESUME, ROLLBACK, Revision, Wo
 REVISION = "deployment.kubernetes.io/revision"
 
 
-def _owned_replicasets(apps: client.AppsV1Api, dep: Any) -> list[Any]:
-    rsets = apps.list_namespaced_replica_set(dep.metadata.namespace).items
+def owned_replicasets(
+    apps: client.AppsV1Api, namespace: str, owner_uid: str, revision_annotation: str = REVISION
+) -> list[Any]:
+    """The ReplicaSets an owner (Deployment, Rollout) controls, oldest revision first."""
+    rsets = apps.list_namespaced_replica_set(namespace).items
     return sorted(
-        (
-            rs
-            for rs in rsets
-            if any(o.uid == dep.metadata.uid for o in rs.metadata.owner_references or [])
-        ),
-        key=lambda rs: int((rs.metadata.annotations or {}).get(REVISION, "0")),
+        (rs for rs in rsets if any(o.uid == owner_uid for o in rs.metadata.owner_references or [])),
+        key=lambda rs: int((rs.metadata.annotations or {}).get(revision_annotation, "0")),
     )
 
 
@@ -51,7 +50,7 @@ def read_workload(apps: client.AppsV1Api, policy: Policy) -> tuple[Workload, lis
         if e.status == 404:
             return None
         raise
-    rsets = _owned_replicasets(apps, dep)
+    rsets = owned_replicasets(apps, dep.metadata.namespace, dep.metadata.uid)
     if not rsets:
         return None
     newest = rsets[-1]

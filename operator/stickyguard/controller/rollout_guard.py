@@ -1,7 +1,7 @@
-"""The rollout guard's and deletion costs' part of a cycle (thin): read the guarded Deployment,
-ask the pure judge and decider (core.rollout), apply the decision within the budgets
-(core.planner.guard_hold), report it in status.rollout (latched verdicts, known-good versions),
-from which every replica's gate answers."""
+"""The rollout guard's and deletion costs' part of a cycle (thin): read the guarded Deployment
+(or Argo Rollout), ask the pure judge and decider (core.rollout), apply the decision within the
+budgets (core.planner.guard_hold), report it in status.rollout (latched verdicts, known-good
+versions), from which every replica's gate answers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from stickyguard.adapters.argo_rollout import read_rollout
 from stickyguard.adapters.deployment import apply_guard, read_workload
 from stickyguard.controller.state import OperatorState
 from stickyguard.core import cycle
@@ -56,14 +57,18 @@ def guard_rollout(
     """The rollout guard's part of a cycle: verdict (latched per version), action (within the
     budgets), status.rollout (which every replica's gate serves). Returns Events and holds."""
     apps = client.AppsV1Api(st.api)
-    found = read_workload(apps, policy)
+    ref = policy.workload_ref
+    if ref is not None and ref.kind == "Rollout":
+        found = read_rollout(client.CustomObjectsApi(st.api), apps, policy)
+    else:
+        found = read_workload(apps, policy)
     if found is None:
         new["conditions"].append(
             status_mod.condition(
                 "RolloutGuarded",
                 False,
                 "WorkloadNotFound",
-                f"Deployment {policy.workload_ref.name if policy.workload_ref else '?'} not found",
+                f"{ref.kind if ref else 'Deployment'} {ref.name if ref else '?'} not found",
                 policy.generation,
                 now,
                 old,
@@ -72,7 +77,7 @@ def guard_rollout(
         return [], []
     w, rsets = found
     memory = guard_memory(old.get("rollout"))
-    fresh = judge(policy, samples, meta, w.new_hash) if findings is not None else None
+    fresh = judge(policy, samples, meta, w.new_hash, w.hash_label) if findings is not None else None
     memory = remember(memory, w, fresh)
     verdict = latched(w, fresh, memory)
     action, why = decide(policy, w, verdict, now, memory)

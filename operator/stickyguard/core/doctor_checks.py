@@ -55,8 +55,10 @@ def required_access(policy: Policy) -> list[Access]:
             out.append(Access("create", "pods/eviction", ns, "evict drained pods"))
         if policy.actions.cordon_node:
             out.append(Access("patch", "nodes", None, "cordon the node the damage is on"))
-        if policy.workload_ref is not None:
+        if policy.workload_ref is not None and policy.workload_ref.kind == "Deployment":
             out.append(Access("patch", "deployments.apps", ns, "pause or roll back rollouts"))
+    if policy.workload_ref is not None and policy.workload_ref.kind == "Rollout":
+        out.append(Access("get", "rollouts.argoproj.io", ns, "read the guarded Rollout"))
     return out
 
 

@@ -26,6 +26,8 @@ UNDRAIN = f"{GROUP}/undrain"
 ISOLATED_AT = f"{GROUP}/isolated-at"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 POD_TEMPLATE_HASH = "pod-template-hash"
+# Argo Rollouts labels the ReplicaSets and pods of a Rollout with its own hash instead.
+ROLLOUTS_POD_TEMPLATE_HASH = "rollouts-pod-template-hash"
 
 # Nodes
 CORDONED_BY = f"{GROUP}/cordoned-by"

@@ -22,6 +22,9 @@ MODES = ("Enforce", "DryRun")
 AFFINITY_MODES = ("Cookie", "Header", "ClientIP", "ConsistentHash", "None")
 DRAIN_METHODS = tuple(METHODS)
 ROLLOUT_ACTIONS = ("Pause", "Rollback", "None")
+# Guarded workloads: a Deployment (the guard may pause or roll it back) or an Argo Rollouts
+# Rollout (judged only: Argo acts on the verdict through its analysis, which calls the gate).
+WORKLOAD_KINDS = ("Deployment", "Rollout")
 PRESETS = tuple(SIGNAL_PRESETS)
 BUILTIN_DIMENSIONS = ("node", "zone", "version", "replicaset")
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -575,7 +578,7 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
     if spec.present("workloadRef"):
         w = spec.child("workloadRef")
         workload = WorkloadRef(
-            w.value("kind", str, "Deployment", _one_of(("Deployment",))), w.value("name", str, "")
+            w.value("kind", str, "Deployment", _one_of(WORKLOAD_KINDS)), w.value("name", str, "")
         )
         if not workload.name:
             errors.append((w.at("name"), "is required"))
@@ -603,6 +606,23 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
     imp.done()
     if actions.rollout.hold_seconds and workload is None:
         errors.append(("spec.actions.rollout.holdSeconds", "needs spec.workloadRef"))
+    if workload is not None and workload.kind == "Rollout":
+        # Argo Rollouts owns its Rollout's steps, pauses and aborts; stickyguard only judges.
+        if actions.rollout.on_canary_degraded != "None":
+            errors.append(
+                (
+                    "spec.actions.rollout.onCanaryDegraded",
+                    "must be None for a Rollout: Argo Rollouts pauses or aborts it on the "
+                    "gate's verdict (an AnalysisTemplate calling /gate/argo/NAMESPACE/NAME)",
+                )
+            )
+        if actions.rollout.hold_seconds:
+            errors.append(
+                (
+                    "spec.actions.rollout.holdSeconds",
+                    "is for Deployments; a Rollout's steps (pause, analysis) hold it",
+                )
+            )
     spec.done()
     if errors:
         raise PolicyError(errors)

@@ -1,7 +1,8 @@
 """The rollout guard (pure): compares the new ReplicaSet's pods with the rest and decides.
 
-Cohorts: `new` is the pods of the workload's newest ReplicaSet (by pod-template-hash), `old`
-every other selected pod (older ReplicaSets, or a Flagger primary). Without an old cohort
+Cohorts: `new` is the pods of the workload's newest ReplicaSet (by pod-template-hash, or
+rollouts-pod-template-hash for an Argo Rollout), `old` every other selected pod (older
+ReplicaSets, a Rollout's stable ReplicaSet, or a Flagger primary). Without an old cohort
 (no rollout) or with too little data on it, the verdict is `inconclusive`, never `fail`. The
 new cohort fails when its pooled bad ratio passes the policy's absolute and relative
 thresholds against the old one and an exact binomial test says so at `confidence`; when the
@@ -18,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stickyguard.core.analysis import PodMeta, PodSample
+from stickyguard.core.names import POD_TEMPLATE_HASH
 from stickyguard.core.policy import Policy
 from stickyguard.core.stats import binomial_sf
 
@@ -33,7 +35,7 @@ GUARD_REASONS = {
 
 @dataclass(frozen=True)
 class Revision:
-    """One ReplicaSet of the guarded Deployment."""
+    """One ReplicaSet of the guarded workload."""
 
     hash: str  # pod-template-hash
     revision: int
@@ -43,11 +45,11 @@ class Revision:
 
 @dataclass(frozen=True)
 class Workload:
-    """What the cluster says about the guarded Deployment."""
+    """What the cluster says about the guarded Deployment or Rollout."""
 
     name: str
     paused: bool
-    new_hash: str  # pod-template-hash of the newest ReplicaSet
+    new_hash: str  # the hash label's value on the new version's ReplicaSet and pods
     revision: str
     rolling: bool  # old ReplicaSets still have pods
     new_ready: int
@@ -58,6 +60,8 @@ class Workload:
     # The newest ReplicaSet is fully available and no older one has pods left.
     complete: bool = False
     paused_revision: str = ""  # the revision our pause was for (stickyguard.dev/paused-revision)
+    kind: str = "Deployment"  # or "Rollout" (Argo Rollouts: judged only, never acted on)
+    hash_label: str = POD_TEMPLATE_HASH  # the pod label holding new_hash
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,16 @@ class Verdict:
 
 
 def cohorts(
-    samples: Sequence[PodSample], meta: Mapping[str, PodMeta], new_hash: str
+    samples: Sequence[PodSample],
+    meta: Mapping[str, PodMeta],
+    new_hash: str,
+    hash_label: str = POD_TEMPLATE_HASH,
 ) -> tuple[Cohort, Cohort]:
+    """(new, old): pods whose `hash_label` is `new_hash`, and every other sampled pod."""
     acc = {True: [0, 0.0, 0.0, 0.0, True], False: [0, 0.0, 0.0, 0.0, True]}
     for s in samples:
         m = meta.get(s.pod)
-        is_new = m is not None and m.labels.get("pod-template-hash") == new_hash
+        is_new = m is not None and m.labels.get(hash_label) == new_hash
         a = acc[is_new]
         a[0] += 1
         if (
@@ -113,10 +121,14 @@ def cohorts(
 
 
 def judge(
-    policy: Policy, samples: Sequence[PodSample], meta: Mapping[str, PodMeta], new_hash: str
+    policy: Policy,
+    samples: Sequence[PodSample],
+    meta: Mapping[str, PodMeta],
+    new_hash: str,
+    hash_label: str = POD_TEMPLATE_HASH,
 ) -> Verdict:
     d = policy.detection
-    new, old = cohorts(samples, meta, new_hash)
+    new, old = cohorts(samples, meta, new_hash, hash_label)
     pods = new.pods + old.pods
     pod_share = new.pods / pods if pods else 0.0
     sessions = (new.sessions or 0) + (old.sessions or 0)
@@ -248,6 +260,9 @@ def decide(
     """The guard's action for this evaluation (None: leave the Deployment alone) and why.
     `v` is the latched verdict. A rollback without a known-good target pauses instead."""
     memory = memory or GuardMemory()
+    if w.kind == "Rollout":
+        # Argo Rollouts owns the Rollout: it pauses or aborts on the gate's verdict.
+        return None, v.reason if v else "no metrics"
     hold = policy.actions.rollout.hold_seconds
     on_fail = policy.actions.rollout.on_canary_degraded
     if v is not None and v.verdict == FAIL and (w.rolling or w.paused):
