@@ -89,10 +89,19 @@ def test_bad_new_version_is_paused_before_completion(
     assert dep.metadata.annotations[PAUSED_REASON].startswith("new version")
     # Once the bad new pod is also drained the new cohort may have no traffic (inconclusive);
     # the rollout stays paused and reported so.
+    # The pause is written before the status of the same cycle, so the status may lag a moment.
+    c = wait_for(
+        lambda: (
+            (c := condition(get_policy(custom, namespace, "web"), "RolloutGuarded")) is not None
+            and c["reason"] == "RolloutPaused"
+            and c
+        ),
+        timeout=15,
+        what="RolloutGuarded=False/RolloutPaused in the status",
+    )
+    assert c["status"] == "False"
     section = rollout_section(custom, namespace)
     assert section["verdict"] in ("fail", "inconclusive")
-    c = condition(get_policy(custom, namespace, "web"), "RolloutGuarded")
-    assert c is not None and c["status"] == "False" and c["reason"] == "RolloutPaused"
     wait_for(
         lambda: events(core, namespace, "RolloutPaused"), timeout=15, what="RolloutPaused event"
     )
