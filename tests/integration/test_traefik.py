@@ -107,9 +107,11 @@ def lab_policy_patch(method: str) -> dict[str, Any]:
                 "queries": {
                     "total": total,
                     "bad": bad,
+                    "totalCounter": f"sum by ({{pod_label}}) ({ANSWERS}}})",
+                    "badCounter": f'sum by ({{pod_label}}) ({ANSWERS},quality="degraded"}})',
                 },
             },
-            "detection": {"intervalSeconds": 5, "consecutive": 2, "minRequests": 30},
+            "detection": {"intervalSeconds": 5, "minRequests": 30},
             "actions": {
                 "drain": {
                     "method": method,
