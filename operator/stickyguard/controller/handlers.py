@@ -32,7 +32,7 @@ from stickyguard.adapters.kube_writes import Actuator
 from stickyguard.adapters.lease import NotLeader
 from stickyguard.adapters.prometheus import PrometheusReader
 from stickyguard.controller import telemetry
-from stickyguard.controller.rollout_guard import guard_rollout, keep_deletion_costs
+from stickyguard.controller.rollout_guard import assess_rollout, guard_rollout, keep_deletion_costs
 from stickyguard.controller.state import OperatorState, Published, state
 from stickyguard.core import cycle
 from stickyguard.core import policy_status as status_mod
@@ -49,7 +49,7 @@ from stickyguard.core.names import (
     rfc3339,
 )
 from stickyguard.core.ownership import PolicyRef, claims
-from stickyguard.core.planner import RESTORE, Action
+from stickyguard.core.planner import CONTAIN, RESTORE, Action
 from stickyguard.core.policy import LabelSelector, Policy, PolicyError, parse_policy
 from stickyguard.core.problems import ApiFailureKind, Held, HoldCause
 
@@ -200,6 +200,18 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         return
     key = (policy.namespace, policy.name)
     pods, cluster, metrics, url = _snapshots(st, policy, now)
+    guard = None
+    if policy.workload_ref is not None:
+        usable = metrics is not None and cycle.metrics_problem(bool(url), cluster, metrics) is None
+        guard = assess_rollout(
+            st,
+            policy,
+            metrics.samples if metrics is not None and usable else (),
+            dict(cluster.meta),
+            usable,
+            old,
+            now,
+        )
     decision = cycle.decide(
         policy,
         cluster,
@@ -209,6 +221,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         now,
         prometheus_configured=bool(url),
         last_times=cycle.last_times_from_status(old),
+        containment=guard.containment if guard is not None else None,
     )
     st.memory[key] = decision.memory
     actuator = Actuator(st.api, fence=st.fence)
@@ -229,10 +242,16 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     new = settled.status
     extra_events: list[status_mod.Event] = []
     guard_holds: list[Held] = []
-    samples = metrics.samples if metrics is not None and decision.findings is not None else ()
     if policy.workload_ref is not None:
         extra_events, guard_holds = guard_rollout(
-            st, policy, samples, dict(cluster.meta), decision.findings, new, old, now
+            st,
+            policy,
+            guard,
+            cluster.pods,
+            [a.pod for a in done if a.kind == CONTAIN],
+            new,
+            old,
+            now,
         )
     if policy.actions.deletion_cost and not policy.actions.dry_run and decision.findings:
         keep_deletion_costs(

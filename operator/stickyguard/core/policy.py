@@ -21,7 +21,8 @@ T = TypeVar("T")
 MODES = ("Enforce", "DryRun")
 AFFINITY_MODES = ("Cookie", "Header", "ClientIP", "ConsistentHash", "None")
 DRAIN_METHODS = tuple(METHODS)
-ROLLOUT_ACTIONS = ("Pause", "Rollback", "None")
+# Auto: Contain when a GitOps tool manages the Deployment, Pause otherwise (core.containment).
+ROLLOUT_ACTIONS = ("Auto", "Contain", "Pause", "Rollback", "None")
 PRESETS = tuple(SIGNAL_PRESETS)
 BUILTIN_DIMENSIONS = ("node", "zone", "version", "replicaset")
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -178,8 +179,11 @@ class Isolate:
 
 @dataclass(frozen=True)
 class Rollout:
-    on_canary_degraded: str = "Pause"
+    on_canary_degraded: str = "Auto"
     hold_seconds: int = 0
+    # Pause, Rollback and holds change the Deployment's spec; on a GitOps-managed Deployment
+    # they are refused unless this is true.
+    allow_spec_changes: bool = False
 
 
 @dataclass(frozen=True)
@@ -511,6 +515,7 @@ def _actions(r: _Reader) -> Actions:
     rollout = Rollout(
         ro.value("onCanaryDegraded", str, d.rollout.on_canary_degraded, _one_of(ROLLOUT_ACTIONS)),
         ro.value("holdSeconds", int, d.rollout.hold_seconds, _between(0, 86400)),
+        ro.value("allowSpecChanges", bool, d.rollout.allow_spec_changes),
     )
     ro.done()
     out = Actions(

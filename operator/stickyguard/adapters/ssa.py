@@ -1,0 +1,138 @@
+"""Server-side apply for every write stickyguard makes to objects it does not own (pods, their
+readiness-gate condition, Deployments, nodes): field manager `stickyguard`, and only its own
+fields, so a reconciler that applies the same objects (Argo CD, Flux, `kubectl apply
+--server-side`) never conflicts with it and never undoes what it did.
+
+An apply states the whole intent of its manager on the object: a field stickyguard applied
+before and leaves out now is removed. Its writes are partial changes (one annotation here, a
+label there), so each apply starts from what stickyguard owns now (`extract`, the fields of its
+Apply entry in `metadata.managedFields` with their current values, like client-go's
+`Extract...` functions) and applies that with the change merged in (merge-patch semantics: a
+`None` value removes the field).
+
+Removing a field another manager owns (the `stickyguard.dev/serving` label of a pod template
+under the ServiceLabel method, `pod-template-hash` when isolating, a person's
+`stickyguard.dev/undrain` annotation on restore) takes two applies: the first takes the field
+over with its current value (`force`: nothing visible changes), the second leaves it out, which
+removes it. Without `take_over` a field others also own stays: an uncordon drops only
+stickyguard's claim on `spec.unschedulable`, so a node a person cordoned too stays cordoned.
+
+`force` (taking fields over from other managers when values differ) is for fields that are
+stickyguard's by name (`stickyguard.dev/...`) and for the actions a policy explicitly asks for
+(drain, isolate, cordon, and on a Deployment pause/hold only when it is not GitOps-managed or
+`allowSpecChanges` is set). A field that is someone else's by name is applied without force:
+`controller.kubernetes.io/pod-deletion-cost` set by the pod template or another tool wins, and
+stickyguard leaves it (a 409 Conflict, reported, not retried by force).
+
+Only `metadata` maps and scalar fields are extracted (what stickyguard writes on the main
+resources); lists are not merged (the readiness-gate condition is applied whole on the status
+subresource, where stickyguard's intent is exactly its one condition).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+MANAGER = "stickyguard"
+APPLY = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
+
+Patch = Callable[[dict[str, Any], bool], Any]  # (apply body, force) -> the object
+
+
+def owned_fields(
+    obj: Mapping[str, Any], manager: str = MANAGER, subresource: str = ""
+) -> dict[str, Any]:
+    """The fieldsV1 set of `manager`'s Apply entry on `obj` (a dict in API form)."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if (
+            entry.get("manager") == manager
+            and entry.get("operation") == "Apply"
+            and (entry.get("subresource") or "") == subresource
+        ):
+            return dict(entry.get("fieldsV1") or {})
+    return {}
+
+
+def extract(obj: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of `obj` at the field paths of a fieldsV1 set (`f:` keys; a list or a leaf
+    is taken whole)."""
+    out: dict[str, Any] = {}
+    for key, sub in fields.items():
+        if not key.startswith("f:"):
+            continue
+        name = key[2:]
+        if name not in obj:
+            continue
+        value = obj[name]
+        deeper = isinstance(sub, Mapping) and any(k.startswith("f:") for k in sub)
+        if isinstance(value, Mapping) and deeper:
+            out[name] = extract(value, sub)
+        else:
+            out[name] = copy.deepcopy(value)
+    return out
+
+
+def merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` merged in as a JSON merge patch (RFC 7386): None removes."""
+    out = copy.deepcopy(dict(base))
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = out.get(key)
+            out[key] = merged(current if isinstance(current, Mapping) else {}, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def foreign_removals(
+    obj: Mapping[str, Any], ours: Mapping[str, Any], changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The fields `changes` removes that are on `obj` but not owned by us, with their current
+    values (what to take over before leaving them out)."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in obj:
+            continue
+        mine = ours.get(key)
+        if value is None and key not in ours:
+            out[key] = copy.deepcopy(obj[key])
+        elif isinstance(value, Mapping) and isinstance(obj[key], Mapping):
+            inner = foreign_removals(obj[key], mine if isinstance(mine, Mapping) else {}, value)
+            if inner:
+                out[key] = inner
+    return out
+
+
+def apply_body(api_version: str, kind: str, name: str, namespace: str | None, content: Any) -> Any:
+    """An apply request body: the identity of the object and the fields applied."""
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    body = {"apiVersion": api_version, "kind": kind, **copy.deepcopy(dict(content))}
+    body["metadata"] = {**meta, **(body.get("metadata") or {})}
+    return body
+
+
+def apply_changes(
+    current: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    patch: Patch,
+    *,
+    force: bool,
+    take_over: bool = False,
+) -> Any:
+    """Applies what stickyguard owns on `current` (an object in API form) with `changes`
+    merged in, through `patch(body, force)`. With `take_over`, fields the changes remove that
+    other managers own are taken over first (one more apply), so that they really go."""
+    api_version, kind = current["apiVersion"], current["kind"]
+    meta = current["metadata"]
+    ours = extract(current, owned_fields(current))
+    desired = merged(ours, changes)
+    ident = (api_version, kind, meta["name"], meta.get("namespace"))
+    if take_over:
+        foreign = foreign_removals(current, ours, changes)
+        if foreign:
+            patch(apply_body(*ident, merged(desired, foreign)), True)
+    return patch(apply_body(*ident, desired), force)
