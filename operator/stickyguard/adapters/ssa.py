@@ -88,6 +88,18 @@ def merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+def pruned(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """`obj` without empty maps (an empty map in an apply would claim the map itself)."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, Mapping):
+            value = pruned(value)
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
 def foreign_removals(
     obj: Mapping[str, Any], ours: Mapping[str, Any], changes: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -129,7 +141,7 @@ def apply_changes(
     api_version, kind = current["apiVersion"], current["kind"]
     meta = current["metadata"]
     ours = extract(current, owned_fields(current))
-    desired = merged(ours, changes)
+    desired = pruned(merged(ours, changes))
     ident = (api_version, kind, meta["name"], meta.get("namespace"))
     if take_over:
         foreign = foreign_removals(current, ours, changes)

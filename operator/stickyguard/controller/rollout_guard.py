@@ -53,6 +53,7 @@ from stickyguard.core.rollout import (
     judge,
     latched,
     remember,
+    revert_target,
     rollback_target,
     rollout_status,
 )
@@ -240,7 +241,7 @@ def _containment_section(
     w: Workload, memory: GuardMemory, pods: Sequence[PodState], contained_now: Sequence[str]
 ) -> dict[str, Any]:
     newest = next((r for r in w.revisions if r.hash == w.new_hash), None)
-    target = rollback_target(w, memory)
+    target = revert_target(w, memory)
     revert_to = (
         None
         if target is None

@@ -246,6 +246,16 @@ def rollback_target(w: Workload, memory: GuardMemory) -> Revision | None:
     return next((r for r in newest_first if r.available > 0), None)
 
 
+def revert_target(w: Workload, memory: GuardMemory) -> Revision | None:
+    """The version to tell people to revert to: the rollback target, else the newest older
+    ReplicaSet that never failed (seen available or not: a Git revert goes back to it)."""
+    target = rollback_target(w, memory)
+    if target is not None:
+        return target
+    older = [r for r in w.revisions if r.hash != w.new_hash and r.hash not in memory.failed]
+    return max(older, key=lambda r: r.revision, default=None)
+
+
 def decide(
     policy: Policy,
     w: Workload,
