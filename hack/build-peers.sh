@@ -115,6 +115,14 @@ build_one() {
   echo "build-peers: $peer $version: modules in $(($(date +%s) - start))s; building ($(date -u +%T))"
   (cd "$here/$(moddir_of "$peer")" && go build -trimpath -ldflags "$(ldflags_of "$peer")" \
     -o "$out/$(binary_of "$peer")" "$(main_of "$peer")")
+  if [[ $peer == flux-* ]]; then
+    # The controllers exit without their CRDs; keep the pinned release's next to the binary.
+    local src
+    src=$(cd "$here/$(moddir_of "$peer")" && go list -m -f '{{.Dir}}' "$(module_of "$peer")")
+    mkdir -p "$out/crds"
+    cp "$src"/config/crd/bases/*.yaml "$out/crds/"
+    chmod u+w "$out"/crds/*.yaml
+  fi
   echo "$want" >"$out/.complete"
   echo "build-peers: $peer $version: done in $(($(date +%s) - start))s -> $out/$(binary_of "$peer")"
 }
