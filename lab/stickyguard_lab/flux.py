@@ -221,6 +221,7 @@ def start_flux(lab: LabEnv, sup: Supervisor, work: Path) -> Flux:
         "KUBERNETES_SERVICE_PORT": "",
     }
     storage = free_port()
+    (work / "artifacts").mkdir(parents=True, exist_ok=True)
     common = ["--watch-all-namespaces", "--log-level=info", "--concurrent=4"]
     children = []
     for peer, extra in (

@@ -143,6 +143,28 @@ def changes(flux: Flux, ns: str, since: int) -> list[tuple[str, str, str]]:
     return out
 
 
+def flux_diff(lab: testenv.LabEnv, path: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl diff --server-side` as kustomize-controller of what Flux applies from `path`:
+    the kustomize build plus the two labels Flux adds to every object it applies."""
+    k = [str(lab.binaries.kubectl), f"--kubeconfig={lab.kubeconfig}"]
+    built = subprocess.run([*k, "kustomize", str(path)], capture_output=True, text=True, check=True)
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    for d in docs:
+        d["metadata"].setdefault("labels", {}).update(
+            {
+                "kustomize.toolkit.fluxcd.io/name": name,
+                "kustomize.toolkit.fluxcd.io/namespace": NAMESPACE,
+            }
+        )
+    return subprocess.run(
+        [*k, "diff", "--server-side", "--field-manager=kustomize-controller", "-f", "-"],
+        input=yaml.safe_dump_all(docs),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def failures(custom: client.CustomObjectsApi, core: client.CoreV1Api, name: str) -> list[str]:
     """What Flux reported as failed for this Kustomization (Events and its Ready condition)."""
     bad = [
@@ -341,20 +363,7 @@ def test_policy_changed_in_git_takes_effect_and_the_operator_writes_no_drift(
     )
     later = [c for c in changes(fx, namespace, mark) if "StickyPolicy" in c[1]]
     assert {action for _, _, action in later} == {"unchanged"}, later
-    diff = subprocess.run(
-        [
-            str(lab.binaries.kubectl),
-            f"--kubeconfig={lab.kubeconfig}",
-            "diff",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-k",
-            str(setup.tree.path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    diff = flux_diff(lab, setup.tree.path, namespace)
     assert diff.returncode == 0, diff.stdout + diff.stderr
     assert failures(custom, core, namespace) == []
     print(f"\nflux: policy change applied -> evaluated under it {took:.1f}s later")

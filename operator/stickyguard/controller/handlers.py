@@ -57,13 +57,27 @@ HEARTBEAT_SECONDS = 60.0  # rewrite an unchanged status at most this often
 log = logging.getLogger("stickyguard")
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf keeps the last handled spec of an object (by default in an annotation) to tell
+    create/update/resume causes apart. This operator has no such handlers (its timer reads the
+    spec at every evaluation, the delete handler needs no diff), so nothing is kept: the
+    operator writes no annotation on a policy that lives in Git, and a GitOps tool never sees
+    one it did not write."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Keep kopf's bookkeeping in our own annotations, not in the CRD's status schema.
+    # kopf's retry state of the delete handler (only while a deleted policy's pods are being
+    # restored and a restore failed) in our own annotations, not in the CRD's status schema;
+    # no diff base at all (NoDiffBase).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
     settings.scanning.disabled = True  # no need to watch CRDs/namespaces (and no RBAC for it)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per timer tick
