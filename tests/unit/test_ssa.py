@@ -9,10 +9,12 @@ from typing import Any
 
 from stickyguard.adapters.ssa import (
     MANAGER,
+    REMOVING,
     apply_changes,
     extract,
     foreign_removals,
     merged,
+    others_own,
     owned_fields,
 )
 
@@ -75,7 +77,17 @@ def test_foreign_removals_are_fields_others_own_that_must_go() -> None:
     obj = pod({"a/drained-by": "p"}, {"app": "web", "serving": "true"}, OURS)
     ours = extract(obj, owned_fields(obj))
     changes = {"metadata": {"labels": {"serving": None, "absent": None}, "annotations": {"x": "1"}}}
-    assert foreign_removals(obj, ours, changes) == {"metadata": {"labels": {"serving": "true"}}}
+    assert foreign_removals(obj, ours, changes) == {"metadata": {"labels": {"serving": REMOVING}}}
+    # co-owned (ours and the ReplicaSet controller's): leaving it out would not remove it
+    shared = pod({}, {"app": "web"}, {"f:metadata": {"f:labels": {"f:app": {}}}})
+    gone = {"metadata": {"labels": {"app": None}}}
+    assert foreign_removals(shared, extract(shared, owned_fields(shared)), gone) == {
+        "metadata": {"labels": {"app": REMOVING}}
+    }
+    # solely ours: leaving it out removes it
+    solo = pod({"a/drained-by": "p"}, {}, OURS)
+    mine = {"metadata": {"annotations": {"a/drained-by": None}}}
+    assert foreign_removals(solo, extract(solo, owned_fields(solo)), mine) == {}
 
 
 def test_apply_keeps_what_we_own_and_takes_over_before_removing() -> None:
@@ -94,7 +106,10 @@ def test_apply_keeps_what_we_own_and_takes_over_before_removing() -> None:
         take_over=True,
     )
     (take, forced), (final, _) = sent
-    assert forced and take["metadata"]["labels"] == {"serving": "true"}
+    # the take-over write changes the value (a same-value apply would only share the field),
+    # together with the record
+    assert forced and take["metadata"]["labels"] == {"serving": REMOVING}
+    assert "a/drained-by" not in take["metadata"]["annotations"]
     # the cost stickyguard set earlier stays; the record and the label go
     assert final["metadata"] == {
         "name": "web-1",
@@ -116,3 +131,14 @@ def test_without_take_over_a_shared_field_only_loses_our_claim() -> None:
     assert sent == [
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "shop"}}
     ]
+
+
+def test_others_own_reads_every_other_managers_fields() -> None:
+    entries = [
+        ("kube-controller-manager", {"f:metadata": {"f:annotations": {"f:cost": {}}}}),
+        (MANAGER, {"f:metadata": {"f:annotations": {"f:mine": {}}}}),
+    ]
+    assert others_own(entries, ("metadata", "annotations", "cost"))
+    assert not others_own(entries, ("metadata", "annotations", "mine"))
+    assert not others_own(entries, ("metadata", "labels", "cost"))
+    assert not others_own([("x", None)], ("metadata",))

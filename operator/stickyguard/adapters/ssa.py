@@ -10,11 +10,15 @@ Apply entry in `metadata.managedFields` with their current values, like client-g
 `Extract...` functions) and applies that with the change merged in (merge-patch semantics: a
 `None` value removes the field).
 
-Removing a field another manager owns (the `stickyguard.dev/serving` label of a pod template
-under the ServiceLabel method, `pod-template-hash` when isolating, a person's
-`stickyguard.dev/undrain` annotation on restore) takes two applies: the first takes the field
-over with its current value (`force`: nothing visible changes), the second leaves it out, which
-removes it. Without `take_over` a field others also own stays: an uncordon drops only
+Removing a field another manager owns or co-owns (the `stickyguard.dev/serving` label of a pod
+template under the ServiceLabel method, `pod-template-hash` when isolating, a person's
+`stickyguard.dev/undrain` annotation on restore) takes two applies, because leaving a field
+out of an apply only drops one's own claim, and a forced apply of the *same* value shares
+ownership instead of taking it: the first apply (forced) sets the field to `REMOVING`, which
+takes it over, together with every other change (so the selector effect and the record land in
+one write: a pod leaves its Service or ReplicaSet and says why at once); the second leaves it
+out, which removes it. A crash in between leaves the placeholder, which selects nothing, and
+the record. Without `take_over` a field others also own stays: an uncordon drops only
 stickyguard's claim on `spec.unschedulable`, so a node a person cordoned too stays cordoned.
 
 `force` (taking fields over from other managers when values differ) is for fields that are
@@ -32,10 +36,11 @@ subresource, where stickyguard's intent is exactly its one condition).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 MANAGER = "stickyguard"
+REMOVING = "stickyguard-removing"  # a valid label value that no selector of ours matches
 APPLY = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
 
 Patch = Callable[[dict[str, Any], bool], Any]  # (apply body, force) -> the object
@@ -53,6 +58,24 @@ def owned_fields(
         ):
             return dict(entry.get("fieldsV1") or {})
     return {}
+
+
+def others_own(
+    entries: Iterable[tuple[str, Mapping[str, Any] | None]],
+    path: Sequence[str],
+    manager: str = MANAGER,
+) -> bool:
+    """Whether a manager other than `manager` owns the field at `path` (names, e.g.
+    ("metadata", "annotations", KEY)), from (manager, fieldsV1) pairs of managedFields."""
+    for name, fields in entries:
+        if name == manager:
+            continue
+        node: Any = fields or {}
+        for key in path:
+            node = node.get(f"f:{key}") if isinstance(node, Mapping) else None
+        if node is not None:
+            return True
+    return False
 
 
 def extract(obj: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,20 +123,39 @@ def pruned(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _entries(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any] | None]]:
+    """(manager, fieldsV1) of every managedFields entry of the main resource except our
+    Apply entry (our own Update entries, from a rollback, count as another's)."""
+    return [
+        (f"{e.get('manager')}/{e.get('operation')}", e.get("fieldsV1"))
+        for e in (obj.get("metadata") or {}).get("managedFields") or []
+        if not (e.get("subresource") or "")
+        and not (e.get("manager") == MANAGER and e.get("operation") == "Apply")
+    ]
+
+
 def foreign_removals(
-    obj: Mapping[str, Any], ours: Mapping[str, Any], changes: Mapping[str, Any]
+    obj: Mapping[str, Any],
+    ours: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    path: tuple[str, ...] = (),
+    entries: list[tuple[str, Mapping[str, Any] | None]] | None = None,
 ) -> dict[str, Any]:
-    """The fields `changes` removes that are on `obj` but not owned by us, with their current
-    values (what to take over before leaving them out)."""
+    """The fields `changes` removes that are on `obj` and that another manager owns or
+    co-owns (or nobody does), each mapped to REMOVING: what to take over before leaving it
+    out."""
+    entries = _entries(obj) if entries is None else entries
     out: dict[str, Any] = {}
     for key, value in changes.items():
         if key not in obj:
             continue
         mine = ours.get(key)
-        if value is None and key not in ours:
-            out[key] = copy.deepcopy(obj[key])
+        if value is None and (key not in ours or others_own(entries, (*path, key))):
+            out[key] = REMOVING
         elif isinstance(value, Mapping) and isinstance(obj[key], Mapping):
-            inner = foreign_removals(obj[key], mine if isinstance(mine, Mapping) else {}, value)
+            inner = foreign_removals(
+                obj[key], mine if isinstance(mine, Mapping) else {}, value, (*path, key), entries
+            )
             if inner:
                 out[key] = inner
     return out

@@ -238,6 +238,17 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         containment=guard.containment if guard is not None else None,
     )
     st.memory[key] = decision.memory
+    if policy.actions.deletion_cost and not policy.actions.dry_run and decision.findings:
+        # Before the plan's writes, so that a drain is the cycle's last pod write and the
+        # status saying so follows it closely.
+        keep_deletion_costs(
+            st,
+            policy,
+            pods,
+            list(cluster.pods),
+            decision.findings,
+            dict(decision.sessions),
+        )
     actuator = Actuator(st.api, fence=st.fence)
     # NotLeader from the fence propagates: the rest of the plan, the status and the Events
     # are dropped, and the next leader starts from what the cluster says.
@@ -266,15 +277,6 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
             new,
             old,
             now,
-        )
-    if policy.actions.deletion_cost and not policy.actions.dry_run and decision.findings:
-        keep_deletion_costs(
-            st,
-            policy,
-            pods,
-            list(cluster.pods),
-            decision.findings,
-            dict(decision.sessions),
         )
     # A guarded policy's status is rewritten every evaluation: its lastEvaluationTime is how
     # every replica's gate knows the verdict is current.

@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from stickyguard.adapters import ssa
 from stickyguard.adapters.deployment import apply_guard, read_workload
 from stickyguard.adapters.kube_writes import Actuator
 from stickyguard.controller.state import OperatorState
@@ -280,7 +281,12 @@ def keep_deletion_costs(
     for p in pods:
         cost = wanted.get(p.metadata.name)
         current = (p.metadata.annotations or {}).get(DELETION_COST)
-        if cost is not None and current != str(cost):
+        # A cost the pod template or another tool sets is theirs: left alone (no force).
+        theirs = current is not None and ssa.others_own(
+            ((m.manager, m.fields_v1) for m in p.metadata.managed_fields or []),
+            ("metadata", "annotations", DELETION_COST),
+        )
+        if cost is not None and current != str(cost) and not theirs:
             try:
                 actuator.deletion_cost(policy.namespace, p.metadata.name, cost)
             except ApiException as e:
