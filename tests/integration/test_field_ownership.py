@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from operator_support import Fleet, create_policy, policy_body
+from operator_support import Fleet, create_policy, get_policy, policy_body
 from stickyguard.core.names import DRAINED_BY, GROUP, PAUSED_BY, SERVING
 from stickyguard_lab import testenv
 from stickyguard_lab.kubectl import kubectl
@@ -75,10 +75,7 @@ def test_another_manager_reapplying_meets_no_conflict_and_undoes_nothing(
             safety={"maxDrainedPercent": 50, "cooldownSeconds": 0},
         ),
     )
-    pods = fleet.wait_all_ready()
-    bad = pods[0]
-    fleet.exporter.set_ratio(bad, 0.3)
-    wait_for(lambda: bad not in fleet.ready(), timeout=60, what="drained", detail=operator.log)
+    fleet.wait_all_ready()
     fleet.exporter.set_label_ratio("version", "v2", 0.3)
     apps.patch_namespaced_deployment(
         "web",
@@ -95,6 +92,22 @@ def test_another_manager_reapplying_meets_no_conflict_and_undoes_nothing(
         timeout=90,
         what="paused",
         detail=operator.log,
+    )
+    # An old pod turns bad while the rollout is paused (so the rollout does not remove it);
+    # v2 recovers, so the degradation is concentrated on that pod (the pause is latched).
+    fleet.exporter.set_label_ratio("version", "v2", 0.001)
+    old = [
+        p.metadata.name
+        for p in fleet.pods()
+        if (p.metadata.labels or {}).get("version") != "v2" and p.metadata.name in fleet.ready()
+    ]
+    bad = old[0]
+    fleet.exporter.set_ratio(bad, 0.3)
+    wait_for(
+        lambda: bad not in fleet.ready(),
+        timeout=60,
+        what="drained",
+        detail=lambda: json.dumps(get_policy(custom, namespace, "web").get("status"), indent=1),
     )
 
     # The other manager applies what it has for each object again.
