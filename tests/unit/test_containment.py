@@ -449,3 +449,31 @@ def test_revert_target_is_the_newest_older_version_that_never_failed() -> None:
     assert revert_target(w, GuardMemory(known_good=("h1",))) == w.revisions[0]
     only = dataclasses.replace(w, revisions=(w.revisions[2],))
     assert revert_target(only, GuardMemory()) is None
+
+
+def test_gitops_examples_are_what_docs_gitops_says() -> None:
+    """The StickyPolicy in examples/gitops parses and uses Auto; the Deployment carries the
+    readiness gate Contain relies on; the Argo CD Application ignores stickyguard's fields.
+    (The Flux objects and apps/web are applied by tests/integration/test_flux.py.)"""
+    import yaml
+
+    from policies import REPO
+    from stickyguard.core.names import SERVING, VERSION
+    from stickyguard.core.policy import parse_policy
+
+    root = REPO / "examples" / "gitops"
+    obj = yaml.safe_load((root / "apps/web/stickypolicy.yaml").read_text())
+    obj["metadata"]["namespace"] = "shop"
+    assert obj["apiVersion"].endswith(VERSION)
+    p = parse_policy(obj)
+    assert p.actions.rollout.on_canary_degraded == "Auto" and p.workload_ref is not None
+    dep = yaml.safe_load((root / "apps/web/deployment.yaml").read_text())
+    gates = dep["spec"]["template"]["spec"]["readinessGates"]
+    assert gates == [{"conditionType": SERVING}] and dep["spec"]["minReadySeconds"] > 0
+    app = yaml.safe_load((root / "argocd/application.yaml").read_text())
+    ignored = app["spec"]["ignoreDifferences"]
+    assert {"group": "apps", "kind": "Deployment", "managedFieldsManagers": ["stickyguard"]} in (
+        ignored
+    )
+    ks = yaml.safe_load((root / "flux/kustomization.yaml").read_text())
+    assert (root / ks["spec"]["path"] / "kustomization.yaml").is_file()
