@@ -103,7 +103,6 @@ def test_apply_keeps_what_we_own_and_takes_over_before_removing() -> None:
         {"metadata": {"labels": {"serving": None}, "annotations": {"a/drained-by": None}}},
         patch,
         force=True,
-        take_over=True,
     )
     (take, forced), (final, _) = sent
     # the take-over write changes the value (a same-value apply would only share the field),
@@ -119,18 +118,33 @@ def test_apply_keeps_what_we_own_and_takes_over_before_removing() -> None:
     assert (final["apiVersion"], final["kind"]) == ("v1", "Pod")
 
 
-def test_without_take_over_a_shared_field_only_loses_our_claim() -> None:
-    obj = pod({}, {"app": "web", "serving": "true"}, {})
+def test_a_boolean_is_taken_over_with_its_opposite_and_nothing_to_remove_is_one_apply() -> None:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "n1",
+            "managedFields": [
+                {"manager": "kubectl-cordon", "operation": "Update", "fieldsV1": {}},
+                {
+                    "manager": MANAGER,
+                    "operation": "Apply",
+                    "fieldsV1": {"f:spec": {"f:unschedulable": {}}},
+                },
+            ],
+        },
+        "spec": {"unschedulable": True},
+    }
+    node["metadata"]["managedFields"][0]["fieldsV1"] = {"f:spec": {"f:unschedulable": {}}}
     sent: list[dict[str, Any]] = []
+    apply_changes(node, {"spec": {"unschedulable": None}}, lambda b, f: sent.append(b), force=True)
+    assert [b.get("spec") for b in sent] == [{"unschedulable": False}, None]
+    # nothing of another's to remove: one apply
+    sent.clear()
     apply_changes(
-        obj,
-        {"metadata": {"labels": {"serving": None}}},
-        lambda body, force: sent.append(body),
-        force=False,
+        node, {"metadata": {"annotations": {"x": "1"}}}, lambda b, f: sent.append(b), force=True
     )
-    assert sent == [
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "shop"}}
-    ]
+    assert len(sent) == 1 and sent[0]["spec"] == {"unschedulable": True}
 
 
 def test_others_own_reads_every_other_managers_fields() -> None:

@@ -2,8 +2,8 @@
 and its GitOps management, and applies the guard's decisions (pause, hold, resume, rollback)
 with annotations saying why, by server-side apply as field manager `stickyguard`
 (adapters/ssa.py). A pause or hold is forced (the policy asks for it, and core.containment
-refuses it on a GitOps-managed Deployment unless `allowSpecChanges`); a resume drops
-stickyguard's claim on `spec.paused`, so a Deployment a person paused too stays paused. A
+refuses it on a GitOps-managed Deployment unless `allowSpecChanges`); a resume removes
+`spec.paused` (taken over first if another manager set it too, see adapters/ssa.py). A
 rollback replaces `spec.template` whole, fields of other managers included, which an apply
 cannot express: it is a JSON patch (as `kubectl rollout undo` does), still as `stickyguard`."""
 

@@ -112,7 +112,7 @@ class Actuator:
             )
 
         out: dict[str, Any] = self.api.sanitize_for_serialization(
-            ssa.apply_changes(self._pod(ns, pod), changes, patch, force=force, take_over=True)
+            ssa.apply_changes(self._pod(ns, pod), changes, patch, force=force)
         )
         return out
 
@@ -231,9 +231,7 @@ class Actuator:
             },
         )
 
-    def _apply_node(
-        self, node: str, changes: Mapping[str, Any], *, force: bool, take_over: bool
-    ) -> None:
+    def _apply_node(self, node: str, changes: Mapping[str, Any], *, force: bool) -> None:
         def patch(body: dict[str, Any], forced: bool) -> Any:
             self.fence()
             return self.core.patch_node(
@@ -241,7 +239,7 @@ class Actuator:
             )
 
         current = self.api.sanitize_for_serialization(self.core.read_node(node))
-        ssa.apply_changes(current, changes, patch, force=force, take_over=take_over)
+        ssa.apply_changes(current, changes, patch, force=force)
 
     def cordon(self, policy: Policy, node: str, reason: str) -> None:
         # One apply: unschedulable and the record together. Forced: the policy asks for it.
@@ -257,11 +255,10 @@ class Actuator:
                 },
             },
             force=True,
-            take_over=False,
         )
 
     def uncordon(self, node: str) -> None:
-        # Drops stickyguard's claim: a node someone else also cordoned stays cordoned.
+        # Undoes stickyguard's cordon (as before server-side apply: schedulable again).
         self._apply_node(
             node,
             {
@@ -269,7 +266,6 @@ class Actuator:
                 "metadata": {"annotations": {CORDONED_BY: None, CORDON_REASON: None}},
             },
             force=True,
-            take_over=False,
         )
 
     def apply(self, policy: Policy, a: Action) -> Outcome:

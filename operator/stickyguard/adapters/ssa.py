@@ -14,12 +14,13 @@ Removing a field another manager owns or co-owns (the `stickyguard.dev/serving` 
 template under the ServiceLabel method, `pod-template-hash` when isolating, a person's
 `stickyguard.dev/undrain` annotation on restore) takes two applies, because leaving a field
 out of an apply only drops one's own claim, and a forced apply of the *same* value shares
-ownership instead of taking it: the first apply (forced) sets the field to `REMOVING`, which
-takes it over, together with every other change (so the selector effect and the record land in
-one write: a pod leaves its Service or ReplicaSet and says why at once); the second leaves it
-out, which removes it. A crash in between leaves the placeholder, which selects nothing, and
-the record. Without `take_over` a field others also own stays: an uncordon drops only
-stickyguard's claim on `spec.unschedulable`, so a node a person cordoned too stays cordoned.
+ownership instead of taking it: the first apply (forced) sets the field to a placeholder
+(`REMOVING` for a string, the opposite for a boolean), which takes it over, together with every
+other change (so the selector effect and the record land in one write: a pod leaves its
+Service or ReplicaSet and says why at once); the second leaves it out, which removes it. A
+crash in between leaves the placeholder, which selects nothing, and the record. Undoing its own
+action works the same way (an uncordon, a resume): the field goes, whoever else set it too, as
+stickyguard always did.
 
 `force` (taking fields over from other managers when values differ) is for fields that are
 stickyguard's by name (`stickyguard.dev/...`) and for the actions a policy explicitly asks for
@@ -151,7 +152,7 @@ def foreign_removals(
             continue
         mine = ours.get(key)
         if value is None and (key not in ours or others_own(entries, (*path, key))):
-            out[key] = REMOVING
+            out[key] = (not obj[key]) if isinstance(obj[key], bool) else REMOVING
         elif isinstance(value, Mapping) and isinstance(obj[key], Mapping):
             inner = foreign_removals(
                 obj[key], mine if isinstance(mine, Mapping) else {}, value, (*path, key), entries
@@ -175,18 +176,16 @@ def apply_changes(
     patch: Patch,
     *,
     force: bool,
-    take_over: bool = False,
 ) -> Any:
     """Applies what stickyguard owns on `current` (an object in API form) with `changes`
-    merged in, through `patch(body, force)`. With `take_over`, fields the changes remove that
-    other managers own are taken over first (one more apply), so that they really go."""
+    merged in, through `patch(body, force)`. Fields the changes remove that another manager
+    owns or co-owns are taken over first (one more apply), so that they really go."""
     api_version, kind = current["apiVersion"], current["kind"]
     meta = current["metadata"]
     ours = extract(current, owned_fields(current))
     desired = pruned(merged(ours, changes))
     ident = (api_version, kind, meta["name"], meta.get("namespace"))
-    if take_over:
-        foreign = foreign_removals(current, ours, changes)
-        if foreign:
-            patch(apply_body(*ident, merged(desired, foreign)), True)
+    foreign = foreign_removals(current, ours, changes)
+    if foreign:
+        patch(apply_body(*ident, merged(desired, foreign)), True)
     return patch(apply_body(*ident, desired), force)
