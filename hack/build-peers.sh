@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the real neighbours stickyguard is proven against (Traefik, Argo Rollouts, Flagger) from the
+# Builds the real neighbours stickyguard is proven against (Traefik, Argo Rollouts, Flagger, Flux's
+# source-controller and kustomize-controller) from the
 # Go module proxy at the versions pinned in hack/versions.env, with the caching scheme of
 # hack/build-binaries.sh: one directory per peer and version under $cache/bin, and a `.complete`
 # stamp holding a hash of the pin, the peer's wrapper module and this script. A cached peer is
@@ -17,15 +18,24 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=/dev/null
 source "$here/versions.env"
 cache=${STICKYGUARD_CACHE:-$HOME/.cache/stickyguard}
-all_peers=(traefik argo-rollouts flagger)
+all_peers=(traefik argo-rollouts flagger flux-source-controller flux-kustomize-controller)
 
-# peer -> pinned version, wrapper module folder, main package, binary name, version ldflags.
+# peer -> pinned version, wrapper module folder, module, main package, binary name, version ldflags.
 version_of() {
   case $1 in
     traefik) echo "$TRAEFIK_VERSION" ;;
     argo-rollouts) echo "$ARGO_ROLLOUTS_VERSION" ;;
     flagger) echo "$FLAGGER_VERSION" ;;
+    flux-source-controller) echo "$FLUX_SOURCE_CONTROLLER_VERSION" ;;
+    flux-kustomize-controller) echo "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
     *) echo "build-peers: unknown peer '$1' (known: ${all_peers[*]})" >&2; return 1 ;;
+  esac
+}
+# The wrapper module's folder under hack/ (the Flux controllers share hack/flux/).
+moddir_of() {
+  case $1 in
+    flux-*) echo "flux/${1#flux-}" ;;
+    *) echo "$1" ;;
   esac
 }
 module_of() {
@@ -33,6 +43,7 @@ module_of() {
     traefik) echo github.com/traefik/traefik/v3 ;;
     argo-rollouts) echo github.com/argoproj/argo-rollouts ;;
     flagger) echo github.com/fluxcd/flagger ;;
+    flux-*) echo "github.com/fluxcd/${1#flux-}" ;;
   esac
 }
 main_of() {
@@ -40,6 +51,7 @@ main_of() {
     traefik) echo github.com/traefik/traefik/v3/cmd/traefik ;;
     argo-rollouts) echo github.com/argoproj/argo-rollouts/cmd/rollouts-controller ;;
     flagger) echo github.com/fluxcd/flagger/cmd/flagger ;;
+    flux-*) echo "github.com/fluxcd/${1#flux-}" ;;
   esac
 }
 binary_of() {
@@ -47,6 +59,7 @@ binary_of() {
     traefik) echo traefik ;;
     argo-rollouts) echo rollouts-controller ;;
     flagger) echo flagger ;;
+    flux-*) echo "${1#flux-}" ;;
   esac
 }
 ldflags_of() {
@@ -57,13 +70,15 @@ ldflags_of() {
     argo-rollouts) echo "-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=${v#v}" ;;
     # Flagger's version is a constant in its source; nothing to stamp.
     flagger) echo "-s -w" ;;
+    # The Flux controllers take their version from the module's build info.
+    flux-*) echo "-s -w" ;;
   esac
 }
 dir_of() { echo "$cache/bin/$1-$(version_of "$1")"; }
 # Comments do not change what gets built, so they do not count; nor do the other pins in
 # versions.env (a Kubernetes bump does not rebuild Traefik).
 hash_of() {
-  (echo "$1 $(version_of "$1")"; cat "$here/$1/go.mod" "$here/$1/go.sum" "$0") \
+  (echo "$1 $(version_of "$1")"; cat "$here/$(moddir_of "$1")/go.mod" "$here/$(moddir_of "$1")/go.sum" "$0") \
     | grep -v -e "^//" -e "^#" | sha256sum | cut -c1-16
 }
 
@@ -88,18 +103,26 @@ build_one() {
   out=$(dir_of "$peer")
   want=$(hash_of "$peer")
   # The wrapper module must require the pinned release, or the stamp would lie about what was built.
-  if ! grep -q "$(module_of "$peer") $version" "$here/$peer/go.mod"; then
-    echo "build-peers: hack/$peer/go.mod does not require $(module_of "$peer") $version" >&2
+  if ! grep -q "$(module_of "$peer") $version" "$here/$(moddir_of "$peer")/go.mod"; then
+    echo "build-peers: hack/$(moddir_of "$peer")/go.mod does not require $(module_of "$peer") $version" >&2
     return 1
   fi
   rm -f "$out/.complete"
   mkdir -p "$out"
   start=$(date +%s)
   echo "build-peers: $peer $version: downloading modules ($(date -u +%T))"
-  (cd "$here/$peer" && go mod download)
+  (cd "$here/$(moddir_of "$peer")" && go mod download)
   echo "build-peers: $peer $version: modules in $(($(date +%s) - start))s; building ($(date -u +%T))"
-  (cd "$here/$peer" && go build -trimpath -ldflags "$(ldflags_of "$peer")" \
+  (cd "$here/$(moddir_of "$peer")" && go build -trimpath -ldflags "$(ldflags_of "$peer")" \
     -o "$out/$(binary_of "$peer")" "$(main_of "$peer")")
+  if [[ $peer == flux-* ]]; then
+    # The controllers exit without their CRDs; keep the pinned release's next to the binary.
+    local src
+    src=$(cd "$here/$(moddir_of "$peer")" && go list -m -f '{{.Dir}}' "$(module_of "$peer")")
+    mkdir -p "$out/crds"
+    cp "$src"/config/crd/bases/*.yaml "$out/crds/"
+    chmod u+w "$out"/crds/*.yaml
+  fi
   echo "$want" >"$out/.complete"
   echo "build-peers: $peer $version: done in $(($(date +%s) - start))s -> $out/$(binary_of "$peer")"
 }

@@ -59,7 +59,10 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("custom-without-queries", {"prometheus": {"preset": "custom"}}, "spec.prometheus.queries"),
     (
         "rollout-acted-on-by-stickyguard",
-        {"workloadRef": {"kind": "Rollout", "name": "shop"}},
+        {
+            "workloadRef": {"kind": "Rollout", "name": "shop"},
+            "actions": {"rollout": {"onCanaryDegraded": "Pause"}},
+        },
         "spec.actions.rollout.onCanaryDegraded",
     ),
     (

@@ -18,6 +18,8 @@ PEERS = {
     "traefik": ("TRAEFIK_VERSION", "traefik"),
     "argo-rollouts": ("ARGO_ROLLOUTS_VERSION", "rollouts-controller"),
     "flagger": ("FLAGGER_VERSION", "flagger"),
+    "flux-source-controller": ("FLUX_SOURCE_CONTROLLER_VERSION", "source-controller"),
+    "flux-kustomize-controller": ("FLUX_KUSTOMIZE_CONTROLLER_VERSION", "kustomize-controller"),
 }
 
 

@@ -13,11 +13,20 @@ from stickyguard_lab.binaries import PEERS, find_peers, read_pins
 pytestmark = pytest.mark.integration
 
 # What each binary prints about itself without a cluster.
-VERSION_ARGS = {"traefik": ["version"], "argo-rollouts": ["--help"], "flagger": ["-version"]}
+VERSION_ARGS = {
+    "traefik": ["version"],
+    "argo-rollouts": ["--help"],
+    "flagger": ["-version"],
+    "flux-source-controller": ["--help"],
+    "flux-kustomize-controller": ["--help"],
+}
 SAYS = {
     "traefik": "Version:      {v}",
     "argo-rollouts": "--healthzPort",  # its --help; it has no offline version command
     "flagger": "Flagger version {v}",
+    # The Flux controllers print no version offline; their --help names their own flags.
+    "flux-source-controller": "--storage-adv-addr",
+    "flux-kustomize-controller": "--override-manager",
 }
 
 

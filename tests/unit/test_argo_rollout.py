@@ -117,11 +117,25 @@ def test_the_guard_judges_a_rollout_but_never_acts_on_it() -> None:
 
 def test_a_rollout_policy_must_leave_the_acting_to_argo() -> None:
     ref = {"workloadRef": {"kind": "Rollout", "name": "shop"}}
-    with pytest.raises(PolicyError) as info:
-        parse_policy(minimal(**ref))  # onCanaryDegraded defaults to Pause
-    assert [p for p, _ in info.value.errors] == ["spec.actions.rollout.onCanaryDegraded"]
-    ok = parse_policy(minimal(**ref, actions={"rollout": {"onCanaryDegraded": "None"}}))
-    assert ok.workload_ref is not None and ok.workload_ref.kind == "Rollout"
+    for acting in ("Pause", "Rollback", "Contain"):
+        with pytest.raises(PolicyError) as info:
+            parse_policy(minimal(**ref, actions={"rollout": {"onCanaryDegraded": acting}}))
+        assert [p for p, _ in info.value.errors] == ["spec.actions.rollout.onCanaryDegraded"]
+    # None, or the default Auto (which for a Rollout means: judge only).
+    for judging in ({"rollout": {"onCanaryDegraded": "None"}}, {}):
+        ok = parse_policy(minimal(**ref, actions=judging))
+        assert ok.workload_ref is not None and ok.workload_ref.kind == "Rollout"
+
+
+def test_auto_on_a_rollout_judges_only() -> None:
+    p = policy(workloadRef={"kind": "Rollout", "name": "shop"})
+    w = workload_from_rollout(rollout("bbb", "aaa"), CANARY)
+    assert w is not None
+    v = judge(p, *fleet(0.1), w.new_hash, w.hash_label)
+    memory = remember(GuardMemory(), w, v)
+    verdict = latched(w, v, memory)
+    assert verdict is not None and verdict.verdict == FAIL
+    assert decide(p, w, verdict, NOW, memory)[0] is None
 
 
 def test_doctor_asks_to_read_rollouts_not_to_patch_deployments() -> None:

@@ -1,5 +1,11 @@
 """The guarded Deployment (the imperative shell of the rollout guard): reads its ReplicaSets
-and applies the guard's decisions (pause, hold, resume, rollback) with annotations saying why."""
+and its GitOps management, and applies the guard's decisions (pause, hold, resume, rollback)
+with annotations saying why, by server-side apply as field manager `stickyguard`
+(adapters/ssa.py). A pause or hold is forced (the policy asks for it, and core.containment
+refuses it on a GitOps-managed Deployment unless `allowSpecChanges`); a resume removes
+`spec.paused` (taken over first if another manager set it too, see adapters/ssa.py). A
+rollback replaces `spec.template` whole, fields of other managers included, which an apply
+cannot express: it is a JSON patch (as `kubectl rollout undo` does), still as `stickyguard`."""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from stickyguard.adapters import ssa
+from stickyguard.core.gitops import management
 from stickyguard.core.names import (
     HOLD_DONE,
     HOLD_REVISION,
@@ -78,6 +86,11 @@ def read_workload(apps: client.AppsV1Api, policy: Policy) -> tuple[Workload, lis
         revisions=tuple(_revision(rs) for rs in rsets),
         complete=complete,
         paused_revision=ann.get(PAUSED_REVISION, ""),
+        management=management(
+            dep.metadata.labels or {},
+            ann,
+            [m.manager for m in dep.metadata.managed_fields or [] if m.manager],
+        ),
     ), rsets
 
 
@@ -87,6 +100,7 @@ def _revision(rs: Any) -> Revision:
         revision=int((rs.metadata.annotations or {}).get(REVISION, "0")),
         replicas=rs.spec.replicas or 0,
         available=rs.status.available_replicas or 0,
+        images=tuple(c.image or "" for c in rs.spec.template.spec.containers or []),
     )
 
 
@@ -105,15 +119,17 @@ def apply_guard(
     core.rollout.rollback_target); `fence` is called right before each write."""
     ann: dict[str, Any] = {}
     spec: dict[str, Any] = {}
+    force = False
     if action in (PAUSE, HOLD):
         spec["paused"] = True
+        force = True
         ann.update(
             {PAUSED_BY: policy.name, PAUSED_REASON: reason[:500], PAUSED_REVISION: w.revision}
         )
         if action == HOLD:
             ann.update({HOLD_REVISION: w.revision, HOLD_STARTED: rfc3339(now)})
     elif action == RESUME:
-        spec["paused"] = False
+        spec["paused"] = None
         ann.update(
             {PAUSED_BY: None, PAUSED_REASON: None, PAUSED_REVISION: None, HOLD_DONE: w.revision}
         )
@@ -142,7 +158,9 @@ def apply_guard(
                 {"op": "replace", "path": "/spec/template", "value": template},
                 {"op": "replace", "path": "/spec/paused", "value": False},
             ],
+            field_manager=ssa.MANAGER,
         )
+        spec["paused"] = None
         ann.update(
             {
                 PAUSED_BY: None,
@@ -153,7 +171,19 @@ def apply_guard(
         )
     else:
         raise ValueError(f"unknown guard action {action}")
-    fence()
-    apps.patch_namespaced_deployment(
-        w.name, policy.namespace, {"metadata": {"annotations": ann}, "spec": spec}
+
+    def patch(body: dict[str, Any], forced: bool) -> Any:
+        fence()
+        return apps.patch_namespaced_deployment(
+            w.name,
+            policy.namespace,
+            body,
+            field_manager=ssa.MANAGER,
+            force=forced,
+            _content_type=ssa.APPLY,
+        )
+
+    current = apps.api_client.sanitize_for_serialization(
+        apps.read_namespaced_deployment(w.name, policy.namespace)
     )
+    ssa.apply_changes(current, {"metadata": {"annotations": ann}, "spec": spec}, patch, force=force)

@@ -9,12 +9,14 @@ from kubernetes import client
 from stickyguard.core.analysis import PodMeta
 from stickyguard.core.drain_methods import PodView, method_named, recorded_method
 from stickyguard.core.names import (
+    CONTAINED,
     CORDONED_BY,
     DRAIN_METHOD,
     DRAIN_REASON,
     DRAINED_AT,
     DRAINED_BY,
     ISOLATED_AT,
+    POD_TEMPLATE_HASH,
     SERVING,
     UNDRAIN,
     VERSION_LABELS,
@@ -97,6 +99,8 @@ def pod_state(pod: Any, policy: Policy) -> PodState:
         deleting=pod.metadata.deletion_timestamp is not None,
         isolated_at=parse_rfc3339(annotations.get(ISOLATED_AT)),
         drain_method=method.name if drained_by else None,
+        version=(pod.metadata.labels or {}).get(POD_TEMPLATE_HASH, ""),
+        contained=annotations.get(CONTAINED) if drained_by else None,
     )
 
 

@@ -1,15 +1,18 @@
 """Plan -> Kubernetes API calls (the imperative shell). Every call is idempotent: applying the
 same action twice leaves the same pod, and a pod that vanished is not an error.
 
+Every write is a server-side apply with field manager `stickyguard` touching only stickyguard's
+fields (adapters/ssa.py says how, and where `force` is used): a reconciler applying the same
+pods or nodes neither conflicts with it nor undoes a drain.
+
 Every single write is preceded by the leadership fence (`fence`, raising NotLeader), so an
 actuator whose replica lost its lease mid-plan stops before its next write; NotLeader is not
 caught here: it ends the whole cycle."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +20,14 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from stickyguard.adapters import ssa
 from stickyguard.adapters.kube_reads import pod_view
 from stickyguard.core.drain_methods import PodWrite, method_named, recorded_method
 from stickyguard.core.names import (
+    CONTAINED,
     CORDON_REASON,
     CORDONED_BY,
+    DELETION_COST,
     DRAIN_METHOD,
     DRAIN_REASON,
     DRAINED_AT,
@@ -32,6 +38,7 @@ from stickyguard.core.names import (
 )
 from stickyguard.core.planner import (
     COMPLETE_DRAIN,
+    CONTAIN,
     CORDON,
     DRAIN,
     EVICT,
@@ -44,7 +51,15 @@ from stickyguard.core.planner import (
 from stickyguard.core.policy import Policy
 from stickyguard.core.problems import ApiFailureKind, api_failure_kind
 
-OWNED_ANNOTATIONS = (DRAINED_BY, DRAINED_AT, DRAIN_REASON, DRAIN_METHOD, UNDRAIN, ISOLATED_AT)
+OWNED_ANNOTATIONS = (
+    DRAINED_BY,
+    DRAINED_AT,
+    DRAIN_REASON,
+    DRAIN_METHOD,
+    UNDRAIN,
+    ISOLATED_AT,
+    CONTAINED,
+)
 
 
 @dataclass(frozen=True)
@@ -63,25 +78,87 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _conditions(pod: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
+
+
 class Actuator:
     def __init__(self, api: client.ApiClient, fence: Callable[[], None] = _no_fence) -> None:
+        self.api = api
         self.core = client.CoreV1Api(api)
         self.fence = fence
 
-    def _write(self, ns: str, pod: str, writes: Sequence[PodWrite]) -> None:
-        for w in writes:
+    def _pod(self, ns: str, pod: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.api.sanitize_for_serialization(
+            self.core.read_namespaced_pod(pod, ns)
+        )
+        return obj
+
+    def _apply_pod(
+        self, ns: str, pod: str, changes: Mapping[str, Any], *, force: bool = True
+    ) -> dict[str, Any]:
+        """Applies stickyguard's fields of a pod with `changes` merged in (adapters/ssa.py);
+        fields others own that the changes remove are taken over first."""
+
+        def patch(body: dict[str, Any], forced: bool) -> Any:
             self.fence()
+            return self.core.patch_namespaced_pod(
+                pod,
+                ns,
+                body,
+                field_manager=ssa.MANAGER,
+                force=forced,
+                _content_type=ssa.APPLY,
+            )
+
+        out: dict[str, Any] = self.api.sanitize_for_serialization(
+            ssa.apply_changes(self._pod(ns, pod), changes, patch, force=force)
+        )
+        return out
+
+    def _apply_condition(self, current: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+        """Applies the readiness-gate condition on the status subresource: stickyguard's
+        whole intent there is its one condition (a list-map entry keyed by type, so the
+        kubelet's conditions are not touched). Its lastTransitionTime changes only when its
+        status does."""
+        meta = current["metadata"]
+        conditions = []
+        for c in body["status"]["conditions"]:
+            c = dict(c)
+            before = _conditions(current).get(c["type"]) or {}
+            same = before.get("status") == c["status"] and before.get("lastTransitionTime")
+            c["lastTransitionTime"] = before["lastTransitionTime"] if same else _now()
+            conditions.append(c)
+        self.fence()
+        self.core.patch_namespaced_pod_status(
+            meta["name"],
+            meta["namespace"],
+            ssa.apply_body(
+                "v1", "Pod", meta["name"], meta["namespace"], {"status": {"conditions": conditions}}
+            ),
+            field_manager=ssa.MANAGER,
+            force=True,  # the condition type is stickyguard's by name
+            _content_type=ssa.APPLY,
+        )
+
+    def _write(self, ns: str, pod: str, writes: Sequence[PodWrite]) -> None:
+        current = self._pod(ns, pod)
+        for w in writes:
             if w.target == "status":
-                body = copy.deepcopy(dict(w.body))
-                for c in body["status"]["conditions"]:
-                    c.setdefault("lastTransitionTime", _now())
-                self.core.patch_namespaced_pod_status(pod, ns, body)
+                self._apply_condition(current, w.body)
             else:
-                self.core.patch_namespaced_pod(pod, ns, dict(w.body))
+                current = self._apply_pod(ns, pod, w.body)
 
     def _recorded(self, ns: str, pod: str) -> tuple[dict[str, str], Any]:
         p = self.core.read_namespaced_pod(pod, ns)
         return dict(p.metadata.annotations or {}), pod_view(p)
+
+    def deletion_cost(self, ns: str, pod: str, cost: int) -> None:
+        """Sets controller.kubernetes.io/pod-deletion-cost without force: a cost the pod
+        template or another tool sets is theirs (a 409 Conflict), and stays."""
+        self._apply_pod(
+            ns, pod, {"metadata": {"annotations": {DELETION_COST: str(cost)}}}, force=False
+        )
 
     def drain(self, policy: Policy, a: Action) -> None:
         method = method_named(policy.actions.drain.method)
@@ -93,6 +170,20 @@ class Actuator:
         }
         message = f"drained by StickyPolicy {policy.name}: {a.reason}"
         self._write(policy.namespace, a.pod, method.drain(record, message))
+
+    def contain(self, policy: Policy, a: Action) -> None:
+        """A drain that records the version it contains (restored when that version is
+        current again and no longer contained; see core.containment)."""
+        method = method_named(policy.actions.drain.method)
+        record = {
+            DRAINED_BY: policy.name,
+            DRAINED_AT: _now(),
+            DRAIN_REASON: a.reason[:500],
+            DRAIN_METHOD: method.name,
+            CONTAINED: a.version,
+        }
+        message = f"contained by StickyPolicy {policy.name}: {a.reason}"
+        self._write(policy.namespace, a.pod, method.drain(record, message[:1000]))
 
     def complete_drain(self, policy: Policy, a: Action) -> None:
         """Repeats the recorded drain's writes; the record (when, why, how) stays as it was."""
@@ -127,11 +218,11 @@ class Actuator:
     def isolate(self, policy: Policy, a: Action) -> None:
         # Without its pod-template-hash the pod no longer matches its ReplicaSet, which
         # releases it and starts a replacement at once; the pod stays (drained) for forensics.
-        # One patch: the label and the record change together, so there is no half-done state.
-        self.fence()
-        self.core.patch_namespaced_pod(
-            a.pod,
+        # The label belongs to the ReplicaSet controller: it is taken over (same value), then
+        # left out with the record added in the same apply, so there is no half-done state.
+        self._apply_pod(
             policy.namespace,
+            a.pod,
             {
                 "metadata": {
                     "labels": {POD_TEMPLATE_HASH: None},
@@ -140,9 +231,19 @@ class Actuator:
             },
         )
 
+    def _apply_node(self, node: str, changes: Mapping[str, Any], *, force: bool) -> None:
+        def patch(body: dict[str, Any], forced: bool) -> Any:
+            self.fence()
+            return self.core.patch_node(
+                node, body, field_manager=ssa.MANAGER, force=forced, _content_type=ssa.APPLY
+            )
+
+        current = self.api.sanitize_for_serialization(self.core.read_node(node))
+        ssa.apply_changes(current, changes, patch, force=force)
+
     def cordon(self, policy: Policy, node: str, reason: str) -> None:
-        self.fence()  # one patch: unschedulable and the record together
-        self.core.patch_node(
+        # One apply: unschedulable and the record together. Forced: the policy asks for it.
+        self._apply_node(
             node,
             {
                 "spec": {"unschedulable": True},
@@ -153,16 +254,18 @@ class Actuator:
                     }
                 },
             },
+            force=True,
         )
 
     def uncordon(self, node: str) -> None:
-        self.fence()
-        self.core.patch_node(
+        # Undoes stickyguard's cordon (as before server-side apply: schedulable again).
+        self._apply_node(
             node,
             {
-                "spec": {"unschedulable": False},
+                "spec": {"unschedulable": None},
                 "metadata": {"annotations": {CORDONED_BY: None, CORDON_REASON: None}},
             },
+            force=True,
         )
 
     def apply(self, policy: Policy, a: Action) -> Outcome:
@@ -196,6 +299,8 @@ class Actuator:
             self.mark_serving(policy, a)
         elif a.kind == DRAIN:
             self.drain(policy, a)
+        elif a.kind == CONTAIN:
+            self.contain(policy, a)
         elif a.kind == COMPLETE_DRAIN:
             self.complete_drain(policy, a)
         elif a.kind == RESTORE:

@@ -33,7 +33,16 @@ from stickyguard.core.names import parse_rfc3339
 # A verdict older than this many evaluation intervals is stale: fail closed for Flagger.
 STALE_INTERVALS = 3
 ROLLOUT, PROMOTION, ARGO = "rollout", "confirm-promotion", "argo"
-_FIGURES = ("newCohort", "oldCohort", "pValue", "podShare", "sessionShare", "newHash", "revision")
+_FIGURES = (
+    "newCohort",
+    "oldCohort",
+    "pValue",
+    "podShare",
+    "sessionShare",
+    "newHash",
+    "revision",
+    "containment",  # the contained version and what to revert in Git
+)
 
 
 def gate_answer(

@@ -32,7 +32,7 @@ from stickyguard.adapters.kube_writes import Actuator
 from stickyguard.adapters.lease import NotLeader
 from stickyguard.adapters.prometheus import PrometheusReader
 from stickyguard.controller import telemetry
-from stickyguard.controller.rollout_guard import guard_rollout, keep_deletion_costs
+from stickyguard.controller.rollout_guard import assess_rollout, guard_rollout, keep_deletion_costs
 from stickyguard.controller.state import OperatorState, Published, state
 from stickyguard.core import cycle
 from stickyguard.core import policy_status as status_mod
@@ -49,7 +49,7 @@ from stickyguard.core.names import (
     rfc3339,
 )
 from stickyguard.core.ownership import PolicyRef, claims
-from stickyguard.core.planner import RESTORE, Action
+from stickyguard.core.planner import CONTAIN, RESTORE, Action
 from stickyguard.core.policy import LabelSelector, Policy, PolicyError, parse_policy
 from stickyguard.core.problems import ApiFailureKind, Held, HoldCause
 
@@ -57,13 +57,27 @@ HEARTBEAT_SECONDS = 60.0  # rewrite an unchanged status at most this often
 log = logging.getLogger("stickyguard")
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf keeps the last handled spec of an object (by default in an annotation) to tell
+    create/update/resume causes apart. This operator has no such handlers (its timer reads the
+    spec at every evaluation, the delete handler needs no diff), so nothing is kept: the
+    operator writes no annotation on a policy that lives in Git, and a GitOps tool never sees
+    one it did not write."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Keep kopf's bookkeeping in our own annotations, not in the CRD's status schema.
+    # kopf's retry state of the delete handler (only while a deleted policy's pods are being
+    # restored and a restore failed) in our own annotations, not in the CRD's status schema;
+    # no diff base at all (NoDiffBase).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING
     settings.scanning.disabled = True  # no need to watch CRDs/namespaces (and no RBAC for it)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per timer tick
@@ -200,6 +214,18 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         return
     key = (policy.namespace, policy.name)
     pods, cluster, metrics, url = _snapshots(st, policy, now)
+    guard = None
+    if policy.workload_ref is not None:
+        usable = metrics is not None and cycle.metrics_problem(bool(url), cluster, metrics) is None
+        guard = assess_rollout(
+            st,
+            policy,
+            metrics.samples if metrics is not None and usable else (),
+            dict(cluster.meta),
+            usable,
+            old,
+            now,
+        )
     decision = cycle.decide(
         policy,
         cluster,
@@ -209,8 +235,20 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         now,
         prometheus_configured=bool(url),
         last_times=cycle.last_times_from_status(old),
+        containment=guard.containment if guard is not None else None,
     )
     st.memory[key] = decision.memory
+    if policy.actions.deletion_cost and not policy.actions.dry_run and decision.findings:
+        # Before the plan's writes, so that a drain is the cycle's last pod write and the
+        # status saying so follows it closely.
+        keep_deletion_costs(
+            st,
+            policy,
+            pods,
+            list(cluster.pods),
+            decision.findings,
+            dict(decision.sessions),
+        )
     actuator = Actuator(st.api, fence=st.fence)
     # NotLeader from the fence propagates: the rest of the plan, the status and the Events
     # are dropped, and the next leader starts from what the cluster says.
@@ -229,19 +267,16 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     new = settled.status
     extra_events: list[status_mod.Event] = []
     guard_holds: list[Held] = []
-    samples = metrics.samples if metrics is not None and decision.findings is not None else ()
     if policy.workload_ref is not None:
         extra_events, guard_holds = guard_rollout(
-            st, policy, samples, dict(cluster.meta), decision.findings, new, old, now
-        )
-    if policy.actions.deletion_cost and not policy.actions.dry_run and decision.findings:
-        keep_deletion_costs(
             st,
             policy,
-            pods,
-            list(cluster.pods),
-            decision.findings,
-            dict(decision.sessions),
+            guard,
+            cluster.pods,
+            [a.pod for a in done if a.kind == CONTAIN],
+            new,
+            old,
+            now,
         )
     # A guarded policy's status is rewritten every evaluation: its lastEvaluationTime is how
     # every replica's gate knows the verdict is current.

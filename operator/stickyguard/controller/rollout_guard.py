@@ -1,22 +1,36 @@
-"""The rollout guard's and deletion costs' part of a cycle (thin): read the guarded Deployment
-(or Argo Rollout), ask the pure judge and decider (core.rollout), apply the decision within the
-budgets (core.planner.guard_hold), report it in status.rollout (latched verdicts, known-good
-versions), from which every replica's gate answers."""
+"""The rollout guard's and deletion costs' part of a cycle (thin). Before the cycle's plan:
+read the guarded Deployment (or Argo Rollout, judged only) and ask the pure judge and decider
+(core.rollout, with core.containment for what a GitOps-managed Deployment allows), so that a
+containment's drains are planned with every other drain. After it: apply a pause, hold, resume
+or rollback within the budgets (core.planner.guard_hold) and report in status.rollout (latched
+verdicts, known-good versions, the containment and what to revert), from which every replica's
+gate answers."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from stickyguard.adapters import ssa
 from stickyguard.adapters.argo_rollout import read_rollout
 from stickyguard.adapters.deployment import apply_guard, read_workload
+from stickyguard.adapters.kube_writes import Actuator
 from stickyguard.controller.state import OperatorState
 from stickyguard.core import cycle
 from stickyguard.core import policy_status as status_mod
 from stickyguard.core.analysis import Findings, PodMeta, PodSample
+from stickyguard.core.containment import (
+    Containment,
+    ContainPod,
+    GuardMode,
+    containment_status,
+    guard_mode,
+)
 from stickyguard.core.names import DELETION_COST
 from stickyguard.core.planner import (
     GUARD_ACTIONS,
@@ -28,15 +42,20 @@ from stickyguard.core.planner import (
 from stickyguard.core.policy import Policy
 from stickyguard.core.problems import Held, HoldCause
 from stickyguard.core.rollout import (
+    CONTAIN,
     FAIL,
     GUARD_REASONS,
     PAUSE,
     ROLLBACK,
+    GuardMemory,
+    Verdict,
+    Workload,
     decide,
     guard_memory,
     judge,
     latched,
     remember,
+    revert_target,
     rollback_target,
     rollout_status,
 )
@@ -44,18 +63,40 @@ from stickyguard.core.rollout import (
 log = logging.getLogger("stickyguard")
 
 
-def guard_rollout(
+@dataclass(frozen=True)
+class Assessment:
+    """The guard's decisions for one evaluation, made before the cycle's plan (so that a
+    containment's drains are planned within the same budgets as every other drain)."""
+
+    workload: Workload
+    rsets: list[Any]
+    mode: GuardMode
+    memory: GuardMemory
+    verdict: Verdict | None
+    action: str | None
+    why: str
+
+    @property
+    def containment(self) -> Containment:
+        w = self.workload
+        active = self.action == CONTAIN
+        return Containment(
+            w.new_hash, active, f"version {w.new_hash}: {self.why}" if active else ""
+        )
+
+
+def assess_rollout(
     st: OperatorState,
     policy: Policy,
     samples: tuple[PodSample, ...],
     meta: dict[str, PodMeta],
-    findings: Findings | None,
-    new: dict[str, Any],
+    usable: bool,
     old: dict[str, Any],
     now: float,
-) -> tuple[list[status_mod.Event], list[Held]]:
-    """The rollout guard's part of a cycle: verdict (latched per version), action (within the
-    budgets), status.rollout (which every replica's gate serves). Returns Events and holds."""
+) -> Assessment | None:
+    """Reads the guarded Deployment and decides (core.rollout, core.containment): the latched
+    verdict, what this Deployment allows (GitOps management) and the action. None when the
+    Deployment is missing."""
     apps = client.AppsV1Api(st.api)
     ref = policy.workload_ref
     if ref is not None and ref.kind == "Rollout":
@@ -63,6 +104,33 @@ def guard_rollout(
     else:
         found = read_workload(apps, policy)
     if found is None:
+        return None
+    w, rsets = found
+    memory = guard_memory(old.get("rollout"))
+    fresh = judge(policy, samples, meta, w.new_hash, w.hash_label) if usable else None
+    memory = remember(memory, w, fresh)
+    verdict = latched(w, fresh, memory)
+    mode = guard_mode(policy, w.name, w.management)
+    action, why = decide(policy, w, verdict, now, memory, mode)
+    return Assessment(w, rsets, mode, memory, verdict, action, why)
+
+
+def guard_rollout(
+    st: OperatorState,
+    policy: Policy,
+    guard: Assessment | None,
+    pods: Sequence[PodState],
+    contained_now: Sequence[str],
+    new: dict[str, Any],
+    old: dict[str, Any],
+    now: float,
+) -> tuple[list[status_mod.Event], list[Held]]:
+    """The rollout guard's part of a cycle after the plan: the Deployment action (within the
+    budgets), status.rollout (which every replica's gate serves) and the conditions
+    RolloutGuarded and GitOpsConflict. `contained_now`: pods the plan contained this cycle.
+    Returns Events and holds."""
+    if guard is None:
+        ref = policy.workload_ref
         new["conditions"].append(
             status_mod.condition(
                 "RolloutGuarded",
@@ -75,12 +143,14 @@ def guard_rollout(
             )
         )
         return [], []
-    w, rsets = found
-    memory = guard_memory(old.get("rollout"))
-    fresh = judge(policy, samples, meta, w.new_hash, w.hash_label) if findings is not None else None
-    memory = remember(memory, w, fresh)
-    verdict = latched(w, fresh, memory)
-    action, why = decide(policy, w, verdict, now, memory)
+    apps = client.AppsV1Api(st.api)
+    w, memory, verdict, action, why = (
+        guard.workload,
+        guard.memory,
+        guard.verdict,
+        guard.action,
+        guard.why,
+    )
     events: list[status_mod.Event] = []
     holds: list[Held] = []
     if action in GUARD_ACTIONS and not policy.actions.dry_run:
@@ -95,7 +165,7 @@ def guard_rollout(
         if held is not None:
             holds.append(held)
             action, why = None, f"{why} ({held})"
-    if action is not None:
+    if action is not None and action != CONTAIN:
         if policy.actions.dry_run:
             events.append(
                 status_mod.Event(
@@ -105,7 +175,7 @@ def guard_rollout(
         else:
             target = rollback_target(w, memory) if action == ROLLBACK else None
             try:
-                apply_guard(apps, policy, w, rsets, action, why, now, target, fence=st.fence)
+                apply_guard(apps, policy, w, guard.rsets, action, why, now, target, fence=st.fence)
             except ApiException as e:
                 holds.append(
                     Held(
@@ -134,12 +204,22 @@ def guard_rollout(
             events.append(status_mod.Event("Warning", reason, str(held)))
     section = rollout_status(w, verdict, action, why)
     section.update(memory.to_status())
+    section["mode"] = guard.mode.on_fail
+    section["managedBy"] = (
+        f"{w.management.tool} ({w.management.evidence})" if w.management.managed else ""
+    )
+    if action == CONTAIN:
+        section["containment"] = _containment_section(w, memory, pods, contained_now)
+        why = section["containment"]["message"]
+        section["reason"] = why
     new["rollout"] = section
     failing = verdict is not None and verdict.verdict == FAIL
     # A rollout this policy paused stays reported as paused until a person resumes it, even
     # when the drained bad pods leave the new cohort without traffic (inconclusive).
     held_by_us = w.paused and w.paused_by_us and w.hold_started is None
-    if action == ROLLBACK:
+    if action == CONTAIN:
+        reason = GUARD_REASONS[CONTAIN]
+    elif action == ROLLBACK:
         reason = "RolledBack"
     elif (failing and (w.paused or action == PAUSE)) or held_by_us or action == PAUSE:
         reason = "RolloutPaused"
@@ -149,11 +229,50 @@ def guard_rollout(
         reason = "RolloutHeld"
     else:
         reason = "RolloutHealthy" if w.rolling else "NoRollout"
-    ok = not (failing or held_by_us or action in (PAUSE, ROLLBACK))
-    new["conditions"].append(
-        status_mod.condition("RolloutGuarded", ok, reason, why, policy.generation, now, old)
+    ok = not (failing or held_by_us or action in (PAUSE, ROLLBACK, CONTAIN))
+    guarded = status_mod.condition("RolloutGuarded", ok, reason, why, policy.generation, now, old)
+    conflict = status_mod.condition(
+        "GitOpsConflict",
+        guard.mode.conflict,
+        guard.mode.reason,
+        guard.mode.message,
+        policy.generation,
+        now,
+        old,
     )
+    new["conditions"] += [guarded, conflict]
+    events += status_mod.guard_events(old, [guarded, conflict], policy.actions.dry_run)
     return events, holds
+
+
+def _containment_section(
+    w: Workload, memory: GuardMemory, pods: Sequence[PodState], contained_now: Sequence[str]
+) -> dict[str, Any]:
+    newest = next((r for r in w.revisions if r.hash == w.new_hash), None)
+    target = revert_target(w, memory)
+    revert_to = (
+        None
+        if target is None
+        else {
+            "version": target.hash,
+            "revision": str(target.revision),
+            "images": list(target.images),
+        }
+    )
+    return containment_status(
+        w.name,
+        w.new_hash,
+        w.revision,
+        newest.images if newest is not None else (),
+        [
+            ContainPod(p.name, p.version, p.ready, p.drained_by is not None, p.contained, False)
+            for p in pods
+            if not p.deleting
+        ],
+        contained_now,
+        revert_to,
+        w.management.tool,
+    )
 
 
 def keep_deletion_costs(
@@ -164,19 +283,20 @@ def keep_deletion_costs(
     findings: Findings,
     sessions: dict[str, float | None],
 ) -> None:
-    core = client.CoreV1Api(st.api)
+    actuator = Actuator(st.api, fence=st.fence)
     wanted = deletion_costs(states, findings.degraded_pods, sessions)
     for p in pods:
         cost = wanted.get(p.metadata.name)
         current = (p.metadata.annotations or {}).get(DELETION_COST)
-        if cost is not None and current != str(cost):
-            st.fence()
+        # A cost the pod template or another tool sets is theirs: left alone (no force).
+        theirs = current is not None and ssa.others_own(
+            ((m.manager, m.fields_v1) for m in p.metadata.managed_fields or []),
+            ("metadata", "annotations", DELETION_COST),
+        )
+        if cost is not None and current != str(cost) and not theirs:
             try:
-                core.patch_namespaced_pod(
-                    p.metadata.name,
-                    policy.namespace,
-                    {"metadata": {"annotations": {DELETION_COST: str(cost)}}},
-                )
+                actuator.deletion_cost(policy.namespace, p.metadata.name, cost)
             except ApiException as e:
+                # 409: another manager owns the cost (the pod template, a person): theirs.
                 if e.status != 404:
                     log.warning("deletion cost of %s: %s %s", p.metadata.name, e.status, e.reason)

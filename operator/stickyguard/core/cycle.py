@@ -15,9 +15,11 @@ from typing import Any
 
 from stickyguard.core import policy_status
 from stickyguard.core.analysis import Findings, MetricsSnapshot, PodMeta, Track, analyze, forget
+from stickyguard.core.containment import Containment
 from stickyguard.core.names import parse_rfc3339, rfc3339
 from stickyguard.core.planner import (
     BUDGETED,
+    CONTAIN,
     DRAIN,
     EVICT,
     ISOLATE,
@@ -113,13 +115,13 @@ def with_recorded_drains(
     """The history plus the drains recorded on the pods themselves (drained-at) that the
     status does not list: a replica that lost leadership, or a status write that failed,
     after a drain must not hand the next cycle a budget with that drain missing."""
-    listed = {(r.action, r.pod) for r in history}
+    listed = {r.pod for r in history if r.action in (DRAIN, CONTAIN)}
     extra = [
-        ActionRecord(p.drained_at, DRAIN, p.name)
+        ActionRecord(p.drained_at, CONTAIN if p.contained is not None else DRAIN, p.name)
         for p in pods
         if p.drained_at is not None
         and now - p.drained_at < HISTORY_SECONDS
-        and (DRAIN, p.name) not in listed
+        and p.name not in listed
     ]
     return (*history, *extra)
 
@@ -152,8 +154,10 @@ def decide(
     *,
     prometheus_configured: bool = True,
     last_times: Mapping[str, float] | None = None,
+    containment: Containment | None = None,
 ) -> Decision:
-    """Analyse the snapshot and plan this cycle's actions within the policy's budgets."""
+    """Analyse the snapshot and plan this cycle's actions within the policy's budgets
+    (`containment`: the rollout guard's, see core.containment)."""
     problem = metrics_problem(prometheus_configured, cluster, metrics)
     findings: Findings | None = None
     sessions: dict[str, float | None] = {}
@@ -189,6 +193,7 @@ def decide(
         cluster.cordoned,
         last_times=times,
         claimed=cluster.claimed,
+        containment=containment,
     )
     return Decision(findings, problem, the_plan, new_memory, recent, sessions, times)
 

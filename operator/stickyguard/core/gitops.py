@@ -36,6 +36,9 @@ class Management:
         return self.tool is not None
 
 
+UNMANAGED = Management(None, "no GitOps tracking label, annotation or field manager")
+
+
 def management(
     labels: Mapping[str, str], annotations: Mapping[str, str], managers: Iterable[str]
 ) -> Management:
@@ -50,4 +53,4 @@ def management(
         for manager in known:
             if manager in names:
                 return Management(tool, f"field manager {manager}")
-    return Management(None, "no GitOps tracking label, annotation or field manager")
+    return UNMANAGED

@@ -24,6 +24,8 @@ DRAIN_REASON = f"{GROUP}/drain-reason"
 DRAIN_METHOD = f"{GROUP}/drain-method"  # the method a pod was drained with: restore undoes it
 UNDRAIN = f"{GROUP}/undrain"
 ISOLATED_AT = f"{GROUP}/isolated-at"
+# The version (pod-template-hash) a pod was drained for by the rollout guard's containment.
+CONTAINED = f"{GROUP}/contained-version"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 POD_TEMPLATE_HASH = "pod-template-hash"
 # Argo Rollouts labels the ReplicaSets and pods of a Rollout with its own hash instead.

@@ -10,6 +10,9 @@ Rules, in order:
   and `cooldownSeconds` since the last drain (its time persists beyond the hour of history);
 - never start acting on a pod another, older policy also selects (`claimed`): that policy
   acts on it, this one reports a Conflict;
+- contain a failed version for the rollout guard (`containment`, core.containment): drain its
+  pods within the same budgets (before health drains), never evict or health-restore a
+  contained pod, put contained pods back when their version is current but no longer contained;
 - with the ReadinessGate method, keep the serving condition True on every pod that should serve
   (a gated pod is never Ready otherwise: this also happens in DryRun).
 Fail static: without usable metrics nothing is drained or evicted. DryRun moves drains,
@@ -23,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from stickyguard.core.analysis import CONCENTRATED, Findings
+from stickyguard.core.containment import Budget, Containment, ContainPod, plan_containment
 from stickyguard.core.drain_methods import method_named
 from stickyguard.core.policy import Policy
 from stickyguard.core.problems import Held, HoldCause
@@ -32,9 +36,11 @@ MARK_SERVING, DRAIN, RESTORE, EVICT = "mark_serving", "drain", "restore", "evict
 # repeats the drain's idempotent writes, spends no budget and keeps the original record.
 COMPLETE_DRAIN = "complete_drain"
 ISOLATE, CORDON, UNCORDON = "isolate", "cordon", "uncordon"
+# A drain of a pod of a version the rollout guard contains (recorded with that version).
+CONTAIN = "contain"
 # Rollout guard actions that spend the budgets (hold/resume are steps of a healthy rollout).
 PAUSE_ROLLOUT, ROLLBACK_ROLLOUT = "pause", "rollback"
-BUDGETED = (DRAIN, EVICT, ISOLATE, CORDON, PAUSE_ROLLOUT, ROLLBACK_ROLLOUT)
+BUDGETED = (DRAIN, CONTAIN, EVICT, ISOLATE, CORDON, PAUSE_ROLLOUT, ROLLBACK_ROLLOUT)
 GUARD_ACTIONS = (PAUSE_ROLLOUT, ROLLBACK_ROLLOUT)
 CORDON_MIN_SHARE = 0.8  # cordon only when one node holds this much of the excess bad events
 # ...and at least this many outlier pods on it: one bad pod alone is the pod's fault, and with one
@@ -59,6 +65,8 @@ class PodState:
     deleting: bool = False
     isolated_at: float | None = None  # left its ReplicaSet, kept for forensics
     drain_method: str | None = None  # the method it was drained with (restore undoes that)
+    version: str = ""  # pod-template-hash
+    contained: str | None = None  # the version it was contained for (stickyguard.dev/contained)
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class Action:
     pod: str
     reason: str
     node: str = ""
+    version: str = ""  # CONTAIN: the version contained
 
 
 @dataclass(frozen=True)
@@ -143,11 +152,17 @@ def plan(
     cordoned: frozenset[str] = frozenset(),
     last_times: Mapping[str, float] | None = None,
     claimed: Mapping[str, str] | None = None,
+    containment: Containment | None = None,
 ) -> Plan:
     """One cycle's plan. `findings` is None (and `metrics_problem` says why) when the metrics
     snapshot could not be used; `cordoned` are the nodes this policy has cordoned; `last_times`
     the persisted time of the last action of each kind; `claimed` the selected pods an older
-    policy also selects (pod -> that policy), which this one leaves alone."""
+    policy also selects (pod -> that policy), which this one leaves alone; `containment` the
+    rollout guard's containment of the Deployment's current version (None: no guard).
+
+    A containment acts on a latched verdict, so it goes on when the metrics are unusable: a
+    new pod of a version already judged failing is kept out, as the fail-static rule keeps
+    what was decided on good data."""
     sessions = sessions or {}
     last_times = last_times or {}
     claimed = claimed or {}
@@ -185,7 +200,8 @@ def plan(
             )
             restoring.add(p.name)
         elif (
-            usable
+            p.contained is None  # a contained version has no traffic to recover on
+            and usable
             and p.name in tracks
             and not tracks[p.name].degraded
             and tracks[p.name].passes >= policy.detection.recovery_evaluations
@@ -216,6 +232,8 @@ def plan(
             continue
         if p.name in restoring or not (drain_spec.evict or isolate.enabled):
             continue
+        if p.contained is not None:
+            continue  # evicting it would only bring a new pod of the contained version
         active = sessions.get(p.name)
         drained_for = now - (p.drained_at if p.drained_at is not None else now)
         if active is not None and active <= 0:
@@ -244,6 +262,52 @@ def plan(
             actions.append(Action(kind, p.name, why, p.node))
             budget_left -= 1
 
+    # 3a. containment of a failed version (the rollout guard), within the same budgets
+    max_drained = math.floor(len(members) * safety.max_drained_percent / 100)
+    # Drains by any policy count: two policies over the same pods share one budget.
+    drained_count = sum(1 for p in members if p.drained_by is not None) - len(restoring)
+    serving = sum(1 for p in live if p.ready and p.drained_by is None)
+    contained = plan_containment(
+        containment,
+        [
+            ContainPod(
+                p.name,
+                p.version,
+                p.ready,
+                p.drained_by is not None,
+                p.contained if p.drained_by == policy.name else None,
+                p.name in claimed,
+                p.node,
+            )
+            for p in members
+            if p.name not in restoring
+        ],
+        Budget(
+            max_drained,
+            drained_count,
+            serving,
+            safety.min_ready_pods,
+            budget_left,
+            safety.max_drained_percent,
+            safety.max_actions_per_hour,
+            len(members),
+        ),
+    )
+    node_of_pod = {p.name: p.node for p in live}
+    for name in contained.restore:
+        actions.append(
+            Action(RESTORE, name, "its version is no longer contained", node_of_pod[name])
+        )
+        restoring.add(name)
+    why = containment.reason if containment is not None else ""
+    version = containment.current if containment is not None else ""
+    for name in contained.drain:
+        actions.append(Action(CONTAIN, name, why, node_of_pod[name], version))
+    blocked.extend(contained.held)
+    drained_count = contained.drained - len(contained.restore)
+    serving, budget_left = contained.serving, contained.actions_left
+    containing = set(contained.drain)
+
     # 3. drains
     if usable and findings is not None and findings.classification == CONCENTRATED:
         by_name = {p.name: p for p in live}
@@ -252,14 +316,13 @@ def plan(
             (
                 n
                 for n in findings.degraded_pods
-                if n in by_name and by_name[n].drained_by is None and n not in claimed
+                if n in by_name
+                and by_name[n].drained_by is None
+                and n not in claimed
+                and n not in containing
             ),
             key=lambda n: (-ratio.get(n, 0.0), n),
         )
-        max_drained = math.floor(len(members) * safety.max_drained_percent / 100)
-        # Drains by any policy count: two policies over the same pods share one budget.
-        drained_count = sum(1 for p in members if p.drained_by is not None) - len(restoring)
-        serving = sum(1 for p in live if p.ready and p.drained_by is None)
         cooling = now - _last((DRAIN,), history, last_times) < safety.cooldown_seconds
         for name in candidates:
             if cooling:
@@ -369,7 +432,11 @@ def plan(
     # 5. the serving condition of gated pods
     marks = []
     if method_named(drain_spec.method).marks_new_pods:
-        drained_now = {a.pod for a in actions if a.kind == DRAIN}
+        # In DryRun a contained version's new pods are marked like any other: DryRun must not
+        # hold a rollout back.
+        drained_now = {a.pod for a in actions if a.kind == DRAIN} | (
+            set() if policy.actions.dry_run else containing
+        )
         for p in live:
             if (
                 p.has_gate

@@ -21,7 +21,8 @@ T = TypeVar("T")
 MODES = ("Enforce", "DryRun")
 AFFINITY_MODES = ("Cookie", "Header", "ClientIP", "ConsistentHash", "None")
 DRAIN_METHODS = tuple(METHODS)
-ROLLOUT_ACTIONS = ("Pause", "Rollback", "None")
+# Auto: Contain when a GitOps tool manages the Deployment, Pause otherwise (core.containment).
+ROLLOUT_ACTIONS = ("Auto", "Contain", "Pause", "Rollback", "None")
 # Guarded workloads: a Deployment (the guard may pause or roll it back) or an Argo Rollouts
 # Rollout (judged only: Argo acts on the verdict through its analysis, which calls the gate).
 WORKLOAD_KINDS = ("Deployment", "Rollout")
@@ -187,8 +188,11 @@ class Isolate:
 
 @dataclass(frozen=True)
 class Rollout:
-    on_canary_degraded: str = "Pause"
+    on_canary_degraded: str = "Auto"
     hold_seconds: int = 0
+    # Pause, Rollback and holds change the Deployment's spec; on a GitOps-managed Deployment
+    # they are refused unless this is true.
+    allow_spec_changes: bool = False
 
 
 @dataclass(frozen=True)
@@ -528,6 +532,7 @@ def _actions(r: _Reader) -> Actions:
     rollout = Rollout(
         ro.value("onCanaryDegraded", str, d.rollout.on_canary_degraded, _one_of(ROLLOUT_ACTIONS)),
         ro.value("holdSeconds", int, d.rollout.hold_seconds, _between(0, 86400)),
+        ro.value("allowSpecChanges", bool, d.rollout.allow_spec_changes),
     )
     ro.done()
     out = Actions(
@@ -608,11 +613,11 @@ def parse_policy(obj: Mapping[str, Any]) -> Policy:
         errors.append(("spec.actions.rollout.holdSeconds", "needs spec.workloadRef"))
     if workload is not None and workload.kind == "Rollout":
         # Argo Rollouts owns its Rollout's steps, pauses and aborts; stickyguard only judges.
-        if actions.rollout.on_canary_degraded != "None":
+        if actions.rollout.on_canary_degraded not in ("None", "Auto"):
             errors.append(
                 (
                     "spec.actions.rollout.onCanaryDegraded",
-                    "must be None for a Rollout: Argo Rollouts pauses or aborts it on the "
+                    "must be None or Auto for a Rollout: Argo Rollouts pauses or aborts it on the "
                     "gate's verdict (an AnalysisTemplate calling /gate/argo/NAMESPACE/NAME)",
                 )
             )

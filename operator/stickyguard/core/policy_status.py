@@ -10,6 +10,7 @@ from typing import Any
 from stickyguard.core.analysis import CONCENTRATED, FLEET_WIDE, Findings
 from stickyguard.core.names import rfc3339
 from stickyguard.core.planner import (
+    CONTAIN,
     CORDON,
     DRAIN,
     EVICT,
@@ -24,6 +25,7 @@ from stickyguard.core.policy import Policy
 # CamelCase Event reasons for actions (and their DryRun twins).
 ACTION_REASONS = {
     DRAIN: "Drained",
+    CONTAIN: "Contained",
     EVICT: "Evicted",
     RESTORE: "Restored",
     ISOLATE: "Isolated",
@@ -32,6 +34,7 @@ ACTION_REASONS = {
 }
 WOULD_REASONS = {
     DRAIN: "WouldDrain",
+    CONTAIN: "WouldContain",
     EVICT: "WouldEvict",
     RESTORE: "WouldRestore",
     ISOLATE: "WouldIsolate",
@@ -107,7 +110,7 @@ def build_status(
         kind = changed.get(p.name)
         if kind == RESTORE:
             continue
-        if p.drained_by == policy.name or kind == DRAIN:
+        if p.drained_by == policy.name or kind in (DRAIN, CONTAIN):
             reason = p.drain_reason or next((a.reason for a in plan.actions if a.pod == p.name), "")
             since = rfc3339(p.drained_at) if p.drained_at else ts
             phase = (
@@ -115,13 +118,15 @@ def build_status(
                 if kind == EVICT
                 else "Isolated"
                 if kind == ISOLATE or p.isolated_at is not None
+                else "Contained"
+                if kind == CONTAIN or p.contained is not None
                 else "Draining"
             )
             drained.append(
                 {"pod": p.name, "node": p.node, "since": since, "reason": reason, "phase": phase}
             )
     for a in plan.would:
-        if a.kind == DRAIN:
+        if a.kind in (DRAIN, CONTAIN):
             drained.append(
                 {
                     "pod": a.pod,
@@ -282,7 +287,7 @@ def events(previous: Mapping[str, Any], status: Mapping[str, Any], plan: Plan) -
             )
     old_would = {d["pod"] for d in previous.get("drained") or [] if d.get("phase") == "WouldDrain"}
     for a in plan.would:
-        if a.kind != DRAIN or a.pod not in old_would:
+        if a.kind not in (DRAIN, CONTAIN) or a.pod not in old_would:
             out.append(
                 Event("Normal", WOULD_REASONS[a.kind], f"DryRun: {a.pod}: {a.reason}", a.pod)
             )
@@ -291,6 +296,39 @@ def events(previous: Mapping[str, Any], status: Mapping[str, Any], plan: Plan) -
         if str(held) not in old_blocked:
             reason = "BudgetBlocked" if held.cause.is_budget else "ActionHeld"
             out.append(Event("Warning", reason, str(held)))
+    return out
+
+
+CONTAINED_REASON = "VersionContained"  # RolloutGuarded while the guard contains a version
+
+
+def guard_events(
+    previous: Mapping[str, Any], conditions: Sequence[Mapping[str, Any]], dry_run: bool
+) -> list[Event]:
+    """Events for the rollout guard's conditions, on transitions only: a containment goes on
+    at every evaluation, its Event (saying what to revert) is posted once, and once more when
+    it clears; a refused spec change (GitOpsConflict) likewise."""
+    before = {c["type"]: c for c in previous.get("conditions") or []}
+    out: list[Event] = []
+    for c in conditions:
+        old = before.get(c["type"]) or {}
+        if (old.get("status"), old.get("reason")) == (c["status"], c["reason"]):
+            continue
+        if c["type"] == "RolloutGuarded" and c["reason"] == CONTAINED_REASON:
+            reason = "WouldContainVersion" if dry_run else CONTAINED_REASON
+            out.append(Event("Warning", reason, c["message"]))
+        elif c["type"] == "RolloutGuarded" and old.get("reason") == CONTAINED_REASON:
+            gone = ((previous.get("rollout") or {}).get("containment") or {}).get("version", "")
+            out.append(
+                Event(
+                    "Normal",
+                    "ContainmentCleared",
+                    f"the containment of version {gone} is cleared: {c['message']}",
+                )
+            )
+        elif c["type"] == "GitOpsConflict" and "True" in (c["status"], old.get("status")):
+            warn = c["status"] == "True"
+            out.append(Event("Warning" if warn else "Normal", c["reason"], c["message"]))
     return out
 
 

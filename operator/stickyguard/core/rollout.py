@@ -19,17 +19,23 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stickyguard.core.analysis import PodMeta, PodSample
+from stickyguard.core.containment import CONTAIN as CONTAIN_MODE
+from stickyguard.core.containment import PAUSE as PAUSE_MODE
+from stickyguard.core.containment import ROLLBACK as ROLLBACK_MODE
+from stickyguard.core.containment import GuardMode, guard_mode
+from stickyguard.core.gitops import UNMANAGED, Management
 from stickyguard.core.names import POD_TEMPLATE_HASH
 from stickyguard.core.policy import Policy
 from stickyguard.core.stats import binomial_sf
 
 PASS, FAIL, INCONCLUSIVE, FLEET_WIDE = "pass", "fail", "inconclusive", "fleet_wide"
-PAUSE, ROLLBACK, RESUME, HOLD = "pause", "rollback", "resume", "hold"
+PAUSE, ROLLBACK, RESUME, HOLD, CONTAIN = "pause", "rollback", "resume", "hold", "contain"
 GUARD_REASONS = {
     PAUSE: "RolloutPaused",
     ROLLBACK: "RolledBack",
     RESUME: "RolloutResumed",
     HOLD: "RolloutHeld",
+    CONTAIN: "VersionContained",
 }
 
 
@@ -41,6 +47,7 @@ class Revision:
     revision: int
     replicas: int  # its current spec.replicas
     available: int
+    images: tuple[str, ...] = ()  # container images of its pod template
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class Workload:
     paused_revision: str = ""  # the revision our pause was for (stickyguard.dev/paused-revision)
     kind: str = "Deployment"  # or "Rollout" (Argo Rollouts: judged only, never acted on)
     hash_label: str = POD_TEMPLATE_HASH  # the pod label holding new_hash
+    management: Management = UNMANAGED  # the GitOps tool that manages it, if any
 
 
 @dataclass(frozen=True)
@@ -250,32 +258,49 @@ def rollback_target(w: Workload, memory: GuardMemory) -> Revision | None:
     return next((r for r in newest_first if r.available > 0), None)
 
 
+def revert_target(w: Workload, memory: GuardMemory) -> Revision | None:
+    """The version to tell people to revert to: the rollback target, else the newest older
+    ReplicaSet that never failed (seen available or not: a Git revert goes back to it)."""
+    target = rollback_target(w, memory)
+    if target is not None:
+        return target
+    older = [r for r in w.revisions if r.hash != w.new_hash and r.hash not in memory.failed]
+    return max(older, key=lambda r: r.revision, default=None)
+
+
 def decide(
     policy: Policy,
     w: Workload,
     v: Verdict | None,
     now: float,
     memory: GuardMemory | None = None,
+    mode: GuardMode | None = None,
 ) -> tuple[str | None, str]:
     """The guard's action for this evaluation (None: leave the Deployment alone) and why.
-    `v` is the latched verdict. A rollback without a known-good target pauses instead."""
+    `v` is the latched verdict; `mode` what this Deployment allows (core.containment.guard_mode,
+    from the policy and the workload's GitOps management when not given). A rollback without a
+    known-good target pauses instead. Contain goes on while the failed version is the current
+    one, rolling or not: it changes no Deployment field, only keeps that version's pods out."""
     memory = memory or GuardMemory()
     if w.kind == "Rollout":
         # Argo Rollouts owns the Rollout: it pauses or aborts on the gate's verdict.
         return None, v.reason if v else "no metrics"
-    hold = policy.actions.rollout.hold_seconds
-    on_fail = policy.actions.rollout.on_canary_degraded
+    mode = mode or guard_mode(policy, w.name, w.management)
+    hold = policy.actions.rollout.hold_seconds if mode.hold else 0
+    on_fail = mode.on_fail
+    if v is not None and v.verdict == FAIL and on_fail == CONTAIN_MODE:
+        return CONTAIN, v.reason
     if v is not None and v.verdict == FAIL and (w.rolling or w.paused):
         # A person resumed the rollout we paused: respect it for this revision.
         overridden = w.paused_by_us and not w.paused and w.paused_revision == w.revision
-        if on_fail == "Rollback" and w.rolling:
+        if on_fail == ROLLBACK_MODE and w.rolling:
             target = rollback_target(w, memory)
             if target is not None:
                 return ROLLBACK, f"{v.reason}; back to revision {target.revision}"
             if not w.paused and not overridden:
                 return PAUSE, f"{v.reason}; no known-good ReplicaSet to roll back to"
             return None, f"{v.reason}; no known-good ReplicaSet to roll back to"
-        if on_fail in ("Pause", "Rollback") and not w.paused and not overridden:
+        if on_fail in (PAUSE_MODE, ROLLBACK_MODE) and not w.paused and not overridden:
             return PAUSE, v.reason
         return None, v.reason
     if hold and w.rolling and not w.hold_done:

@@ -72,6 +72,8 @@ def render(policies: Sequence[Mapping[str, Any]], now: float, wide: bool = False
     ]
     drained = [["NAMESPACE", "POLICY", "POD", "NODE", "PHASE", "SINCE", "REASON"]]
     blocked = [["NAMESPACE", "POLICY", "BLOCKED"]]
+    contained = [["NAMESPACE", "POLICY", "DEPLOYMENT", "CONTAINED", "OUT/PODS", "REVERT TO"]]
+    notes: list[str] = []
     for obj in sorted(policies, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"])):
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
@@ -105,9 +107,33 @@ def render(policies: Sequence[Mapping[str, Any]], now: float, wide: bool = False
                 ]
             )
         blocked += [[ns, name, str(b)] for b in status.get("blocked") or []]
+        rollout = status.get("rollout") or {}
+        c = rollout.get("containment")
+        if c:
+            to = c.get("revertTo") or {}
+            contained.append(
+                [
+                    ns,
+                    name,
+                    str(rollout.get("workload", "-")),
+                    f"{c.get('version', '?')} (revision {c.get('revision', '?')})",
+                    f"{c.get('contained', 0)}/{c.get('pods', 0)}",
+                    f"revision {to['revision']} ({', '.join(to.get('images') or [])})"
+                    if to
+                    else "-",
+                ]
+            )
+            notes.append(f"{ns}/{name}: {c.get('message', '')}")
+        refused = _cond(obj, "GitOpsConflict")
+        if refused.get("status") == "True":
+            notes.append(f"{ns}/{name}: {refused.get('message', '')}")
     out = [table(rows)]
     if len(drained) > 1:
         out.append(table(drained))
+    if len(contained) > 1:
+        out.append(table(contained))
+    if notes:
+        out.append("\n".join(notes))
     if wide and len(blocked) > 1:
         out.append(table(blocked))
     return "\n\n".join(out)
