@@ -3,7 +3,7 @@
 # source-controller and kustomize-controller) from the
 # Go module proxy at the versions pinned in hack/versions.env, with the caching scheme of
 # hack/build-binaries.sh: one directory per peer and version under $cache/bin, and a `.complete`
-# stamp holding a hash of the pin, the peer's wrapper module and this script. A cached peer is
+# stamp holding a hash of the pin, the peer's wrapper module and its build recipe. A cached peer is
 # reused; a stale or missing one is rebuilt.
 #
 #   hack/build-peers.sh                 # every peer
@@ -77,8 +77,14 @@ ldflags_of() {
 dir_of() { echo "$cache/bin/$1-$(version_of "$1")"; }
 # Comments do not change what gets built, so they do not count; nor do the other pins in
 # versions.env (a Kubernetes bump does not rebuild Traefik).
+# The stamp covers what the build reads (the pin, the wrapper module, the build recipe below), not
+# this whole script: adding a peer or fixing a message must not rebuild the others (~15 min).
+# Bump RECIPE when build_one changes how a peer is built.
+RECIPE=1
 hash_of() {
-  (echo "$1 $(version_of "$1")"; cat "$here/$(moddir_of "$1")/go.mod" "$here/$(moddir_of "$1")/go.sum" "$0") \
+  (echo "$1 $(version_of "$1") recipe $RECIPE $(module_of "$1") $(main_of "$1") $(binary_of "$1")"
+   echo "ldflags $(ldflags_of "$1") CGO_ENABLED=0 GOTOOLCHAIN=local -trimpath"
+   cat "$here/$(moddir_of "$1")/go.mod" "$here/$(moddir_of "$1")/go.sum") \
     | grep -v -e "^//" -e "^#" | sha256sum | cut -c1-16
 }
 
