@@ -111,6 +111,9 @@ class Track(NamedTuple):
     jumps: tuple[tuple[float, float], ...] = ()  # (time, bad events arrived) within a window
     dispersion: float = 1.0  # running mean of the fleet's overdispersion (about an hour)
     dispersion_n: int = 0  # estimates in that mean (capped: it becomes a moving average)
+    # Events and bad events since the CUSUM last stood at zero: the estimate of the pod's ratio
+    # since its change began, which must itself clear the thresholds for an alarm.
+    run: tuple[float, float] = (0.0, 0.0)
 
     @property
     def score(self) -> float:
@@ -347,6 +350,12 @@ def _interval_events(
     return new_n, min(c.b * weight, new_n), now_counters
 
 
+def _run_clears(run: tuple[float, float], d: Detection, base: float) -> bool:
+    """The pod's ratio since its CUSUM last stood at zero clears both thresholds."""
+    n, b = run
+    return n > 0 and b >= d.absolute_threshold * n and b >= d.relative_threshold * base * n
+
+
 def analyze(
     samples: Iterable[PodSample],
     meta: Mapping[str, PodMeta],
@@ -429,7 +438,7 @@ def analyze(
             estimate = min(estimate, sequential.DISPERSION_STEP * max(1.0, t.dispersion))
         disp = t.dispersion + (estimate - t.dispersion) / disp_n
         phi = max(1.0, disp)
-        cusum, evidence_time = t.cusum, t.evidence_time
+        cusum, evidence_time, run = t.cusum, t.evidence_time, t.run
         fresh = is_judged
         moved = d.one_shot or t.seen_time is None or now > t.seen_time
         if comparable and moved:
@@ -454,15 +463,27 @@ def analyze(
                 )
             increments = tuple(sequential.llr(new_b, new_n, base, p1) / phi for p1 in charts)
             cusum, evidence_time = sequential.update(t.cusum, increments, h), now
+            run = (
+                (0.0, 0.0)
+                if max(cusum, default=0.0) <= 0.0
+                else (t.run[0] + new_n, t.run[1] + min(new_n, new_b))
+            )
         outlier_now = (
             comparable
             and c.b > 0
             and c.b >= d.absolute_threshold * c.n
             and c.b >= d.relative_threshold * base * c.n
         )
+        # The CUSUM's charts test the baseline against higher ratios, so a pod steadily between
+        # the baseline and the thresholds (2x the fleet, say: other users, not a fault) gains
+        # evidence too, and noise lets its window pass now and then. The ratio since its change
+        # began is a long-run estimate: it must clear the same thresholds.
+        run_clears = _run_clears(run, d, base)
         # A one-off report has no history: the window's exact test decides alone.
         alarm = (
-            c.pod in flagged if d.one_shot else outlier_now and max(cusum, default=0.0) >= h - 1e-9
+            c.pod in flagged
+            if d.one_shot
+            else outlier_now and run_clears and max(cusum, default=0.0) >= h - 1e-9
         )
         fails, passes, degraded = t.fails, t.passes, t.degraded
         if alarm:
@@ -485,6 +506,7 @@ def analyze(
             arrivals.get(c.pod, ()),
             disp,
             disp_n,
+            run,
         )
     # A pod without data this time keeps its state: absence of evidence is not recovery.
     for s in ordered:

@@ -126,12 +126,15 @@ def pearson_terms(counts: Sequence[tuple[float, float]], p: float) -> dict[int, 
     }
 
 
-def dispersion(terms: dict[int, float], leave_out: int | None, min_pods: int = 4) -> float:
+def dispersion(terms: dict[int, float], leave_out: int | None, min_pods: int = 2) -> float:
     """Variance inflation of bad counts across the fleet (Pearson X^2 per degree of freedom),
     floored at 1, leaving the judged pod out so that it cannot hide itself. Sessions and
     retries cluster bad events, so counts vary more than a binomial says; dividing the
     log-likelihood ratio by this factor (quasi-likelihood) keeps the evidence honest. Too few
-    pods give no estimate (1)."""
+    pods give no estimate (1). One evaluation of two or three pods is a poor estimate, but the
+    caller averages about an hour of them, which is a good one: small fleets need the correction
+    most (with a 4-pod floor, 3- and 4-pod fleets with clustered errors were drained hundreds of
+    times per pod-year)."""
     total, count = sum(terms.values()), len(terms)
     if leave_out is not None and leave_out in terms:
         total, count = total - terms[leave_out], count - 1
