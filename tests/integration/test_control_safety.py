@@ -105,15 +105,32 @@ def test_a_leader_paused_mid_cycle_writes_nothing_after_the_takeover(
                 namespace,
                 prometheus={"url": prom.url, "timeoutSeconds": 10},
                 detection={"consecutive": 1},
-                actions={"drain": {"method": "ReadinessGate", "evict": False}},
+                actions={"mode": "DryRun", "drain": {"method": "ReadinessGate", "evict": False}},
             ),
         )
         pods = fleet.wait_all_ready()
         fleet.exporter.set_ratio(pods[0], 0.3)
-        time.sleep(12)  # the bad pod's window fills
-        prom.set("slow")  # every query now takes 5 s: a cycle lasts over 15 s
+        # A drain rests on several intervals of evidence: gather it in DryRun until the leader
+        # would drain, then slow Prometheus (every query takes 5 s: a cycle lasts over 15 s) and
+        # switch to Enforce. Five queries after the switch, the leader is inside a cycle that
+        # started with the Enforce spec, and that cycle plans the drain.
+        wait_for(
+            lambda: any(
+                d["pod"] == pods[0] and d["phase"] == "WouldDrain"
+                for d in get_policy(custom, namespace, "web").get("status", {}).get("drained", [])
+            ),
+            timeout=120,
+            what="the leader would drain the bad pod",
+            detail=a.log,
+        )
+        prom.set("slow")
+        custom.patch_namespaced_custom_object(
+            *GVR[:2], namespace, GVR[2], "web", {"spec": {"actions": {"mode": "Enforce"}}}
+        )
         seen = prom.requests
-        wait_for(lambda: prom.requests > seen, timeout=30, what="the leader mid-cycle")
+        wait_for(
+            lambda: prom.requests > seen + 5, timeout=60, what="the leader in an Enforce cycle"
+        )
         a.signal(signal.SIGSTOP)
         wait_for(lambda: holder(api_client) == "fence-b", timeout=60, what="fence-b takes over")
         takeover = time.time()
