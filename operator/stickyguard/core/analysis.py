@@ -114,6 +114,8 @@ class Track(NamedTuple):
     # Events and bad events since the CUSUM last stood at zero: the estimate of the pod's ratio
     # since its change began, which must itself clear the thresholds for an alarm.
     run: tuple[float, float] = (0.0, 0.0)
+    # Evaluations and their summed excess of hurt sessions over the same span (session gauges).
+    hurt: tuple[float, float] = (0.0, 0.0)
 
     @property
     def score(self) -> float:
@@ -356,6 +358,43 @@ def _run_clears(run: tuple[float, float], d: Detection, base: float) -> bool:
     return n > 0 and b >= d.absolute_threshold * n and b >= d.relative_threshold * base * n
 
 
+def _sessions(s: PodSample) -> tuple[float, float] | None:
+    """(active, hurt) sessions when the pod exports both gauges and they can be true."""
+    active, hurt = s.active_sessions, s.degraded_sessions
+    if active is None or hurt is None:
+        return None
+    if not (math.isfinite(active) and math.isfinite(hurt) and 0 <= hurt <= active):
+        return None
+    return active, hurt
+
+
+def _excess_sessions(s: PodSample, rest: tuple[float, float]) -> float | None:
+    """Sessions hurt on the pod beyond what the rest of the fleet's share of hurt sessions
+    predicts (`rest`: their active and hurt sessions); None without session gauges. Gauges
+    that cannot be true (negative, not finite, more hurt than active) are -inf: they clear
+    nothing."""
+    if s.active_sessions is None or s.degraded_sessions is None:
+        return None
+    mine = _sessions(s)
+    if mine is None:
+        return -math.inf
+    share = rest[1] / rest[0] if rest[0] > 0 else 0.0
+    return mine[1] - mine[0] * min(1.0, share)
+
+
+def _users_clear(hurt: tuple[float, float], gauged: bool, d: Detection) -> bool:
+    """Requests cannot tell one failing client from a failing pod; users can. With session
+    gauges, the pod's excess of hurt sessions, averaged over the evaluations since its CUSUM
+    last stood at zero, must be at least minDegradedSessions. One user whose calls keep failing
+    (a broken account, a client retrying for minutes) is one excess session on average however
+    long it lasts, while the background's hurt sessions average out; a faulty pod hurts many
+    of its users. Without gauges there is nothing to check."""
+    if not gauged:
+        return True
+    n, total = hurt
+    return n > 0 and total / n >= d.min_degraded_sessions - 1e-9
+
+
 def analyze(
     samples: Iterable[PodSample],
     meta: Mapping[str, PodMeta],
@@ -415,6 +454,9 @@ def analyze(
     ref_n, ref_b = sum(c.n for c in ref), sum(c.b for c in ref)
     terms = sequential.pearson_terms([(c.n, c.b) for c in ref], _ratio(ref_b, ref_n))
     ref_index = {c.pod: i for i, c in enumerate(ref)}
+    # Session gauges of the reference pods that export them, for the users' check.
+    gauged = {c.pod: g for c in ref if (g := _sessions(by_pod[c.pod])) is not None}
+    ref_sessions = (sum(a for a, _ in gauged.values()), sum(h for _, h in gauged.values()))
     h = sequential.threshold(d.false_drains_per_pod_year, d.interval_seconds)
     new_tracks: dict[str, Track] = {}
     alarms: set[str] = set()
@@ -438,7 +480,11 @@ def analyze(
             estimate = min(estimate, sequential.DISPERSION_STEP * max(1.0, t.dispersion))
         disp = t.dispersion + (estimate - t.dispersion) / disp_n
         phi = max(1.0, disp)
-        cusum, evidence_time, run = t.cusum, t.evidence_time, t.run
+        cusum, evidence_time, run, hurt = t.cusum, t.evidence_time, t.run, t.hurt
+        mine = gauged.get(c.pod, (0.0, 0.0))
+        excess = _excess_sessions(
+            by_pod[c.pod], (ref_sessions[0] - mine[0], ref_sessions[1] - mine[1])
+        )
         fresh = is_judged
         moved = d.one_shot or t.seen_time is None or now > t.seen_time
         if comparable and moved:
@@ -463,11 +509,12 @@ def analyze(
                 )
             increments = tuple(sequential.llr(new_b, new_n, base, p1) / phi for p1 in charts)
             cusum, evidence_time = sequential.update(t.cusum, increments, h), now
-            run = (
-                (0.0, 0.0)
-                if max(cusum, default=0.0) <= 0.0
-                else (t.run[0] + new_n, t.run[1] + min(new_n, new_b))
-            )
+            if max(cusum, default=0.0) <= 0.0:
+                run, hurt = (0.0, 0.0), (0.0, 0.0)
+            else:
+                run = (t.run[0] + new_n, t.run[1] + min(new_n, new_b))
+                if excess is not None:
+                    hurt = (t.hurt[0] + 1.0, t.hurt[1] + max(excess, -1e9))
         outlier_now = (
             comparable
             and c.b > 0
@@ -479,11 +526,12 @@ def analyze(
         # evidence too, and noise lets its window pass now and then. The ratio since its change
         # began is a long-run estimate: it must clear the same thresholds.
         run_clears = _run_clears(run, d, base)
+        users_clear = _users_clear(hurt, excess is not None, d)
         # A one-off report has no history: the window's exact test decides alone.
         alarm = (
             c.pod in flagged
             if d.one_shot
-            else outlier_now and run_clears and max(cusum, default=0.0) >= h - 1e-9
+            else outlier_now and run_clears and users_clear and max(cusum, default=0.0) >= h - 1e-9
         )
         fails, passes, degraded = t.fails, t.passes, t.degraded
         if alarm:
@@ -507,6 +555,7 @@ def analyze(
             disp,
             disp_n,
             run,
+            hurt,
         )
     # A pod without data this time keeps its state: absence of evidence is not recovery.
     for s in ordered:

@@ -170,6 +170,9 @@ class Detection:
     # sequential detector's threshold is derived from it (docs/analysis.md). 0.01: a 100-pod
     # fleet sees at most about one false drain a year.
     false_drains_per_pod_year: float = 0.01
+    # With session gauges: hurt sessions on a pod beyond the fleet's share before it can be
+    # drained (one user can never be enough).
+    min_degraded_sessions: int = 2
     one_shot: bool = False  # not in the CRD: a one-off report judges one window alone
 
 
@@ -502,6 +505,9 @@ def _detection(r: _Reader) -> Detection:
             float,
             d.false_drains_per_pod_year,
             _between(1e-6, 10),
+        ),
+        min_degraded_sessions=r.value(
+            "minDegradedSessions", int, d.min_degraded_sessions, _between(1, 10_000)
         ),
         dimensions=tuple(str(x) for x in dims),
     )

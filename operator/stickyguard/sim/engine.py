@@ -71,7 +71,7 @@ class Request:
     session: int
     session_key: int
     coin: float
-    retry: bool = False  # a retry storm's request: bad whatever the pod (not a pod's fault)
+    retry: bool = False  # bad whatever the pod (a retry storm's, a failing user's): no pod's fault
 
 
 def traffic(sc: Scenario, seed: int) -> list[Request]:
@@ -104,6 +104,16 @@ def traffic(sc: Scenario, seed: int) -> list[Request]:
                         out.append(Request(t + i * storms.spacing, user, session, key, 1.0, True))
                 session += 1
                 t += rng.expovariate(1.0 / storms.every)
+    failing = sc.failing_users
+    if failing is not None:
+        first = storms.users if storms is not None else 0
+        for user in range(first, min(first + failing.users, sc.users)):
+            key = rng.getrandbits(64)
+            t = rng.expovariate(1.0 / failing.interval)
+            while t < sc.duration:
+                out.append(Request(t, user, session, key, 1.0, True))
+                t += rng.expovariate(1.0 / failing.interval)
+            session += 1
     out.sort(key=lambda r: r.t)
     return out
 
@@ -212,11 +222,28 @@ class Scraper:
     def __init__(self, window: float) -> None:
         self.window = window
         self.samples: list[tuple[float, dict[str, tuple[float, float]]]] = []
+        # Session gauges as an app exports them: per pod, sessions with a call (active) and with
+        # a bad answer (degraded) within the window, by the time each was last seen.
+        self.seen: dict[str, dict[int, float]] = {}
+        self.hurt: dict[str, dict[int, float]] = {}
+        self.gauges: dict[str, tuple[float, float]] = {}
+
+    def observe(self, pod: str, session: int, t: float, bad: bool) -> None:
+        self.seen.setdefault(pod, {})[session] = t
+        if bad:
+            self.hurt.setdefault(pod, {})[session] = t
 
     def scrape(self, t: float, counters: dict[str, list[float]]) -> None:
         self.samples.append((t, {p: (c[0], c[1]) for p, c in counters.items()}))
         while len(self.samples) > 2 and self.samples[1][0] <= t - self.window:
             self.samples.pop(0)
+        for by_session in (*self.seen.values(), *self.hurt.values()):
+            for session in [k for k, seen in by_session.items() if seen <= t - self.window]:
+                del by_session[session]
+        self.gauges = {
+            p: (float(len(self.seen.get(p, {}))), float(len(self.hurt.get(p, {}))))
+            for p in counters
+        }
 
     def counters(self) -> dict[str, tuple[float, float]]:
         """The raw counters at the newest scrape (what the presets' counter queries read)."""
@@ -281,6 +308,7 @@ def run(sc: Scenario, strategy: str, requests: list[Request]) -> Result:
         counts = scraper.window_counts()
         window = duration_seconds(policy.prometheus.window)
         raw = scraper.counters()
+        gauges = scraper.gauges if sc.session_metrics else {}
         metrics = MetricsSnapshot(
             t,
             window,
@@ -290,6 +318,8 @@ def run(sc: Scenario, strategy: str, requests: list[Request]) -> Result:
                     *counts.get(p, (0.0, 0.0)),
                     total_counter=raw[p][0] if p in raw else None,
                     bad_counter=raw[p][1] if p in raw else None,
+                    active_sessions=gauges[p][0] if p in gauges else None,
+                    degraded_sessions=gauges[p][1] if p in gauges else None,
                 )
                 for p in fleet.pods
             ),
@@ -390,6 +420,8 @@ def run(sc: Scenario, strategy: str, requests: list[Request]) -> Result:
         if c is not None:
             c[0] += 1
             c[1] += bad
+            if sc.session_metrics:
+                scraper.observe(pod_name, r.session, r.t, bad)
         if detector:
             ejected_now = detector.observe(proxy, pod_name, bad and visible, r.t)
             if ejected_now:

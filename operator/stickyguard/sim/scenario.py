@@ -38,6 +38,10 @@ class Scenario:
     replacement_seconds: float = 20.0  # an evicted pod's replacement starts serving after this
     policy: dict[str, Any] = field(default_factory=dict)  # StickyPolicy spec overrides
     retry_storms: RetryStorms | None = None
+    failing_users: FailingUsers | None = None
+    # The app exports per-pod session gauges (activeSessions, degradedSessions): evidence can
+    # then be counted in users, not only in requests.
+    session_metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,16 @@ class RetryStorms:
     size: int  # requests per burst, all bad
     every: float  # mean seconds between a storm user's bursts
     spacing: float = 1.0  # seconds between retries
+
+
+@dataclass(frozen=True)
+class FailingUsers:
+    """Users whose every call fails for a reason of their own (a broken account) and who keep
+    one session all run: it stays pinned to one pod until that pod leaves the ring, then to the
+    next. Not a fault of any pod."""
+
+    users: int  # the first `users` users (after any storm users) do this
+    interval: float = 5.0  # mean seconds between their calls
 
 
 class ScenarioError(ValueError):
@@ -105,6 +119,8 @@ def parse(data: dict[str, Any], name: str = "scenario") -> Scenario:
         replacement_seconds=float(data.get("replacementSeconds", 20)),
         policy=dict(data.get("policy") or {}),
         retry_storms=_storms(data.get("retryStorms"), name),
+        failing_users=_failing(data.get("failingUsers"), name),
+        session_metrics=bool(data.get("sessionMetrics", False)),
     )
 
 
@@ -118,6 +134,16 @@ def _storms(raw: Any, name: str) -> RetryStorms | None:
         every=_req(raw, "every", float, where),
         spacing=float(raw.get("spacing", 1.0)),
     )
+
+
+def _failing(raw: Any, name: str) -> FailingUsers | None:
+    if raw is None:
+        return None
+    where = f"{name}.failingUsers"
+    interval = float(raw.get("interval", 5.0))
+    if interval <= 0:
+        raise ScenarioError(f"{where}.interval: must be > 0")
+    return FailingUsers(users=_req(raw, "users", int, where), interval=interval)
 
 
 def builtin_names() -> list[str]:
