@@ -122,7 +122,7 @@ def run_load(
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m stickyguard_lab.loadgen`: the demo's users against any HTTP endpoint (the kind
-    demo runs it as a Job against the in-cluster HAProxy)."""
+    demo runs it as a Job against the in-cluster Traefik)."""
     import argparse
     import json
 

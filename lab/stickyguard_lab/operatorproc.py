@@ -22,27 +22,34 @@ def install_rbac(lab: testenv.LabEnv) -> None:
         apply(lab.binaries.kubectl, lab.kubeconfig, REPO / "manifests" / "base" / f)
 
 
-def service_account_kubeconfig(lab: testenv.LabEnv, path: Path, server: str | None = None) -> Path:
-    """A kubeconfig holding a TokenRequest token of the shipped ServiceAccount, its context in
-    the operator's namespace (where its Lease lives), as a pod's own would be. `server`: talk
-    to another address (e.g. apiproxy.ApiProxy in front of the apiserver)."""
+def service_account_kubeconfig(
+    lab: testenv.LabEnv,
+    path: Path,
+    server: str | None = None,
+    account: str = "stickyguard",
+    namespace: str = "stickyguard-system",
+) -> Path:
+    """A kubeconfig holding a TokenRequest token of a ServiceAccount (by default the operator's
+    shipped one), its context in the account's namespace (where the operator's Lease lives), as
+    a pod's own would be. `server`: talk to another address (e.g. apiproxy.ApiProxy in front of
+    the apiserver)."""
     token = kubectl(
         lab.binaries.kubectl,
         lab.kubeconfig,
         "create",
         "token",
-        "stickyguard",
+        account,
         "-n",
-        "stickyguard-system",
+        namespace,
         "--duration=2h",
     ).stdout.strip()
     return write_kubeconfig(
         path,
         server or lab.control_plane.server,
         lab.control_plane.pki,
-        user="stickyguard",
+        user=account,
         token=token,
-        namespace="stickyguard-system",
+        namespace=namespace,
     )
 
 

@@ -1,10 +1,14 @@
 """The shipped manifests: every kustomization renders with `kubectl kustomize`, applies with
---dry-run=server to the real apiserver, and the operator started from the rendered Deployment's
-command, arguments, environment and ServiceAccount works."""
+--dry-run=server to the real apiserver, the operator started from the rendered Deployment's
+command, arguments, environment and ServiceAccount works, and the kind demo's Traefik, run with
+its rendered arguments as its ServiceAccount, routes the demo's Ingress with the sticky cookie the
+policy names."""
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,10 +18,18 @@ import yaml
 from kubernetes import client
 
 from operator_support import Fleet, condition, create_policy, get_policy, policy_body
+from stickyguard.core.names import SERVING
 from stickyguard_lab import testenv
+from stickyguard_lab.binaries import find_peer
 from stickyguard_lab.kubectl import apply, kubectl
-from stickyguard_lab.operatorproc import OperatorProcess, install_crd, install_rbac
-from stickyguard_lab.procs import Supervisor, port_free
+from stickyguard_lab.operatorproc import (
+    OperatorProcess,
+    install_crd,
+    install_rbac,
+    service_account_kubeconfig,
+)
+from stickyguard_lab.peerproc import out_of_cluster_env
+from stickyguard_lab.procs import Supervisor, free_port, port_free
 from support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -199,4 +211,174 @@ def test_operator_from_the_rendered_deployment_works(
             ),
             timeout=60,
             what="the session operator leads again",
+        )
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for d in by_kind(docs, kind) if d["metadata"]["name"] == name]
+    return doc
+
+
+def flags(container: dict[str, Any]) -> dict[str, str]:
+    """--name=value arguments as {name: value}."""
+    return dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+
+
+def test_kind_demo_wiring(lab: testenv.LabEnv) -> None:
+    """What `make kind-demo` relies on and a dry run does not check: each link from the users'
+    Job to the shop's pods names the object the next one is."""
+    docs = render(lab, "demo")
+    ns = docs[0]["metadata"]["name"]
+    shop, policy = one(docs, "Service", "shop"), one(docs, "StickyPolicy", "shop")
+    ingress, ic = one(docs, "Ingress", "shop"), one(docs, "IngressClass", "traefik")
+    traefik_svc, traefik = one(docs, "Service", "traefik"), one(docs, "Deployment", "traefik")
+    (c,) = traefik["spec"]["template"]["spec"]["containers"]
+    args = flags(c)
+    # Traefik serves the Ingress's class, in the demo's namespace, at the version the lab tests.
+    assert ingress["spec"]["ingressClassName"] == ic["metadata"]["name"]
+    assert ic["spec"]["controller"] == "traefik.io/ingress-controller"
+    assert args["providers.kubernetesingress.ingressclass"] == ic["metadata"]["name"]
+    assert args["providers.kubernetesingress.namespaces"] == ns
+    versions = (REPO / "hack" / "versions.env").read_text()
+    (version,) = re.findall(r"^TRAEFIK_VERSION=(\S+)$", versions, re.M)
+    assert c["image"] == f"traefik:{version}"
+    # The Ingress reaches the shop Service by a port it has; Traefik needs endpoints, not DNS.
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    backend = path["backend"]["service"]
+    assert backend["name"] == "shop"
+    assert backend["port"]["name"] in {p["name"] for p in shop["spec"]["ports"]}
+    assert shop["spec"].get("clusterIP") != "None"
+    # Stickiness sits on the Service (Traefik ignores it on an Ingress), under the policy's cookie.
+    sticky = "traefik.ingress.kubernetes.io/service.sticky.cookie"
+    annotations = shop["metadata"]["annotations"]
+    assert annotations[sticky] == "true"
+    assert annotations[f"{sticky}.name"] == policy["spec"]["affinity"]["cookieName"]
+    # The Service and the policy select the shop's pods, which carry the gate the drain flips.
+    pod = one(docs, "Deployment", "shop")["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert shop["spec"]["selector"].items() <= labels.items()
+    assert policy["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["service"]["name"] == "shop"
+    assert policy["spec"]["actions"]["drain"]["method"] == "ReadinessGate"
+    assert {"conditionType": SERVING} in pod["spec"]["readinessGates"]
+    # The traefik Service sends its port to the `web` entrypoint's address.
+    (svc_port,) = traefik_svc["spec"]["ports"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert args["entrypoints.web.address"] == f":{ports[svc_port['targetPort']]}"
+    probe = c["readinessProbe"]["httpGet"]
+    assert probe["path"] == "/ping" and "ping" in args
+    assert args["entrypoints.traefik.address"] == f":{ports[probe['port']]}"
+    # hack/kind-demo.sh waits for every Deployment and sends the users to the traefik Service.
+    script = (REPO / "hack" / "kind-demo.sh").read_text()
+    (rollout,) = [line for line in script.splitlines() if "rollout status" in line]
+    waited = {w.removeprefix("deploy/") for w in shlex.split(rollout) if w.startswith("deploy/")}
+    assert waited == {d["metadata"]["name"] for d in by_kind(docs, "Deployment")}
+    job = shlex.split(script[script.index("stickyguard_lab.loadgen") :].splitlines()[0])
+    target = dict(zip(job[1::2], job[2::2], strict=False))
+    assert (target["--host"], int(target["--port"])) == (
+        traefik_svc["metadata"]["name"],
+        svc_port["port"],
+    )
+
+
+def traefik_api(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/{path}", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_kind_demo_traefik_routes_the_shop_as_its_service_account(
+    lab: testenv.LabEnv, prepared: None, tmp_path: Path
+) -> None:
+    """The real Traefik with the rendered container's arguments and the rendered RBAC's
+    credentials: the provider waits for every informer it starts to sync, so a missing
+    permission leaves it with no route at all. Differences from a pod: a kubeconfig with the
+    ServiceAccount's token, entrypoints on free loopback ports, the API on to look inside, and
+    a hand-made EndpointSlice standing in for the shop's pods (the lab runs no demo image)."""
+    docs = render(lab, "demo")
+    ns = docs[0]["metadata"]["name"]
+    rbac = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    wiring = [
+        d
+        for d in docs
+        if (d["kind"] in rbac and "traefik" in d["metadata"]["name"])
+        or d["kind"] == "IngressClass"
+        or (d["kind"], d["metadata"]["name"]) in {("Service", "shop"), ("Ingress", "shop")}
+    ]
+    endpoint = {"addresses": ["10.99.0.7"], "conditions": {"ready": True}}
+    stand_in = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "shop-stand-in",
+            "namespace": ns,
+            "labels": {
+                "kubernetes.io/service-name": "shop",
+                "endpointslice.kubernetes.io/managed-by": "test-manifests",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [endpoint],
+        "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}],
+    }
+    (c,) = one(docs, "Deployment", "traefik")["spec"]["template"]["spec"]["containers"]
+    sa = one(docs, "Deployment", "traefik")["spec"]["template"]["spec"]["serviceAccountName"]
+    web, admin = free_port(), free_port()
+    argv = [
+        a
+        for a in c["args"]
+        if not a.startswith(("--entrypoints.web.address=", "--entrypoints.traefik.address="))
+    ]
+    argv += [
+        f"--entrypoints.web.address=127.0.0.1:{web}",
+        f"--entrypoints.traefik.address=127.0.0.1:{admin}",
+        "--api=true",
+        "--api.insecure=true",
+        "--api.dashboard=false",
+    ]
+    sup = Supervisor(tmp_path)
+    try:
+        apply(lab.binaries.kubectl, lab.kubeconfig, [*wiring, stand_in])
+        kubeconfig = service_account_kubeconfig(
+            lab, tmp_path / "kubeconfig", account=sa, namespace=ns
+        )
+        env = {**out_of_cluster_env(lab), "KUBECONFIG": str(kubeconfig)}
+        child = sup.start("traefik", [find_peer("traefik"), *argv], env=env)
+        sup.wait_until(child, lambda: bool(traefik_api(admin, "overview")), "Traefik's API")
+
+        def sticky_service() -> dict[str, Any] | None:
+            for s in traefik_api(admin, "http/services"):
+                if s["name"].startswith(f"{ns}-shop-") and s.get("provider") == "kubernetes":
+                    return dict(s)
+            return None
+
+        service = wait_for(sticky_service, timeout=30, what="Traefik's service for the shop")
+        lb = service["loadBalancer"]
+        cookie = one(docs, "StickyPolicy", "shop")["spec"]["affinity"]["cookieName"]
+        assert lb["sticky"]["cookie"]["name"] == cookie
+        assert [s["url"] for s in lb["servers"]] == ["http://10.99.0.7:8000"]
+        routers = [
+            r
+            for r in traefik_api(admin, "http/routers")
+            if f"{r['service']}@{r['provider']}" == service["name"]
+        ]
+        assert [r["entryPoints"] for r in routers] == [["web"]], routers
+        # A drained pod's endpoint turns NotReady (not serving): Traefik drops the server.
+        stand_in["endpoints"] = [{**endpoint, "conditions": {"ready": False, "serving": False}}]
+        apply(lab.binaries.kubectl, lab.kubeconfig, [stand_in])
+        wait_for(
+            lambda: (s := sticky_service()) is None or not s["loadBalancer"].get("servers"),
+            timeout=30,
+            what="Traefik to drop the drained endpoint",
+        )
+    finally:
+        sup.stop_all()
+        kubectl(
+            lab.binaries.kubectl,
+            lab.kubeconfig,
+            "delete",
+            "--ignore-not-found",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [*wiring, stand_in]}),
+            check=False,
         )
