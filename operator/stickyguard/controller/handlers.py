@@ -159,6 +159,7 @@ def _invalid(body: dict[str, Any], patch: kopf.Patch, e: PolicyError, now: float
         ],
     }
     if status_mod.meaningful_conditions(old) != status_mod.meaningful_conditions(invalid):
+        state().fence()  # a former leader must not report, even a bad policy
         _write_status(patch, {}, invalid)
         kopf.event(_as_body(body), type="Warning", reason="InvalidPolicy", message=str(e)[:1000])
 
@@ -384,6 +385,7 @@ def _restore_all(st: OperatorState, body: kopf.Body) -> None:
     for node in core.list_node().items:
         if (node.metadata.annotations or {}).get(CORDONED_BY) == f"{ns}/{name}":
             actuator.uncordon(node.metadata.name)
+            st.fence()
             kopf.event(
                 body,
                 type="Normal",
