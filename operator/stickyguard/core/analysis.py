@@ -352,10 +352,19 @@ def _interval_events(
     return new_n, min(c.b * weight, new_n), now_counters
 
 
+# The run's bad count, less this many of its Poisson standard deviations (one-sided, about
+# 97.7%), must still clear the thresholds.
+RUN_MARGIN_Z = 2.0
+
+
 def _run_clears(run: tuple[float, float], d: Detection, base: float) -> bool:
-    """The pod's ratio since its CUSUM last stood at zero clears both thresholds."""
+    """The pod's ratio since its CUSUM last stood at zero clears both thresholds with a margin
+    for its noise: a pod steadily just below `relativeThreshold` (2.5x the fleet, say) reaches
+    the thresholds in a short run now and then, but not z standard deviations beyond them,
+    while a fault well above them clears the margin after a few bad events."""
     n, b = run
-    return n > 0 and b >= d.absolute_threshold * n and b >= d.relative_threshold * base * n
+    low = b - RUN_MARGIN_Z * math.sqrt(max(b, 0.0))
+    return n > 0 and low >= d.absolute_threshold * n and low >= d.relative_threshold * base * n
 
 
 def _sessions(s: PodSample) -> tuple[float, float] | None:
