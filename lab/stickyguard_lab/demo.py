@@ -27,6 +27,7 @@ from stickyguard_lab.binaries import LabError, find_tool
 from stickyguard_lab.demoruntime import APP_PORT
 from stickyguard_lab.kubectl import apply
 from stickyguard_lab.loadgen import run_load
+from stickyguard_lab.netns import require_privilege
 from stickyguard_lab.nodeagent import loopback_for
 from stickyguard_lab.operatorproc import (
     OperatorProcess,
@@ -272,7 +273,8 @@ class Demo:
         return report, victim.metadata.name
 
     def run(self) -> dict[str, Any]:
-        find_tool("prometheus", "prometheus")  # before minutes of set-up, not after
+        require_privilege()  # before minutes of set-up, not after
+        find_tool("prometheus", "prometheus")
         check_app_port()
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)

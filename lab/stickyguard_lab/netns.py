@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stickyguard_lab.binaries import LabError
 from stickyguard_lab.procs import Supervisor
 
 POD_RANGE = "198.18.0.0/16"  # the node agent's IP_POOL
@@ -45,8 +46,30 @@ _libc = ctypes.CDLL(None, use_errno=True)
 Address = tuple[str, int]
 
 
-class PodNetworkError(RuntimeError):
+class PodNetworkError(LabError):
     """The pod network could not be created or entered (needs root or CAP_SYS_ADMIN)."""
+
+
+_CAP_SYS_ADMIN = 21
+
+
+def require_privilege() -> None:
+    """Fails at once, in one line, where no network namespace can be made (not root, no
+    CAP_SYS_ADMIN), instead of after the control plane has started."""
+    if os.geteuid() == 0:
+        return
+    try:
+        status = Path("/proc/self/status").read_text()
+        caps = next(
+            int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapEff:")
+        )
+    except (OSError, StopIteration, ValueError):
+        caps = 0
+    if not caps >> _CAP_SYS_ADMIN & 1:
+        raise PodNetworkError(
+            "the lab's pod network (a network namespace where pods answer at their own IPs) "
+            "needs root or CAP_SYS_ADMIN: run it as root, e.g. 'sudo make demo'"
+        )
 
 
 def enter(ns_path: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stickyguard_lab.binaries import Binaries, find_binaries
 from stickyguard_lab.controlplane import ControlPlane, start_control_plane
-from stickyguard_lab.netns import PodNetwork, create_pod_network, start_relay
+from stickyguard_lab.netns import PodNetwork, create_pod_network, require_privilege, start_relay
 from stickyguard_lab.procs import Supervisor, stop_recorded
 from stickyguard_lab.prom import Prometheus, start_prometheus
 
@@ -70,6 +70,8 @@ class LabEnv:
 
 def up(state_dir: Path, nodes: tuple[str, ...] = DEFAULT_NODES, runtime: str = "none") -> LabEnv:
     """Starts everything in a fresh state_dir; on any failure stops what it started."""
+    if runtime == "demo":
+        require_privilege()
     state_dir = state_dir.resolve()  # the kubeconfig and the processes need absolute paths
     if state_dir.exists():
         stop_recorded(state_dir)

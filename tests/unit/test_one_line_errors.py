@@ -241,3 +241,11 @@ def test_setup_passes_when_everything_is_there() -> None:
         pytest.skip("the machine lacks the demo's packages (the other tests cover that)")
     out = subprocess.run(setup("demo", {}), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout == "" and out.stderr == "", out
+
+
+def test_demo_as_a_user_without_privilege(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+    line = one_line_error([*cmd, *lab("demo", f"--state-dir={tmp_path / 'demo'}")], 2)
+    assert "needs root or CAP_SYS_ADMIN" in line and "sudo make demo" in line
