@@ -123,7 +123,9 @@ def _policy() -> dict[str, Any]:
             "affinity": {"mode": "Cookie", "cookieName": "SRV"},
             "prometheus": {
                 "preset": "custom",
-                "window": "20s",
+                # Eight evaluations per window, as the defaults (2m, 15 s): a 20 s window of
+                # four intervals flickers below the thresholds once its largest pair is set aside.
+                "window": "40s",
                 "queries": {
                     "total": f"sum by ({{pod_label}}) (rate({q}}}[{{window}}]))",
                     "bad": f'sum by ({{pod_label}}) (rate({q},quality="degraded"}}[{{window}}]))',
