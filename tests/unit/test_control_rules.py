@@ -8,9 +8,11 @@ import dataclasses
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from planner_fixtures import NOW, findings, plan_for, pods, policy
-from stickyguard.adapters.lease import Observation
+from stickyguard.adapters.lease import LeaseElector, NotLeader, Observation
 from stickyguard.controller.gate import ARGO, PROMOTION, ROLLOUT, gate_answer
 from stickyguard.controller.state import Published
 from stickyguard.core import cycle
@@ -56,6 +58,39 @@ def test_candidate_waits_a_full_term_from_its_own_observation() -> None:
     o.update("rv2", 116.0)  # the holder renewed: start over, whatever renewTime says
     assert not o.expired(15, 130.0)
     assert o.expired(15, 131.1)
+
+
+class _LeaseStore:
+    """Just enough of the coordination API for one elector: an empty namespace whose read takes
+    `read_seconds` on the elector's clock (a slow apiserver)."""
+
+    def __init__(self, clock: list[float], read_seconds: float) -> None:
+        self.clock, self.read_seconds = clock, read_seconds
+        self.lease: Any = None
+
+    def read_namespaced_lease(self, name: str, namespace: str) -> Any:
+        self.clock[0] += self.read_seconds
+        if self.lease is None:
+            raise ApiException(status=404)
+        return self.lease
+
+    def create_namespaced_lease(self, namespace: str, body: dict[str, Any]) -> None:
+        self.lease = body
+
+
+def test_holder_stops_a_margin_before_its_term_counted_from_before_the_read() -> None:
+    clock = [100.0]
+    elector = LeaseElector(client.ApiClient(), "ns", duration_seconds=15, clock=lambda: clock[0])
+    elector.api = _LeaseStore(clock, read_seconds=3.0)  # type: ignore[assignment]
+    assert elector.try_acquire()
+    # The term started at 100 (before the 3 s read), and the holder stops a third of it
+    # (5 s) early: it may write until 110, though its Lease says 103 + 15 as others see it.
+    clock[0] = 109.9
+    elector.fence()
+    clock[0] = 110.0
+    assert not elector.is_leader()
+    with pytest.raises(NotLeader):
+        elector.fence()
 
 
 # --- the gate answers from published status -------------------------------------------------
