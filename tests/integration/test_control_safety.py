@@ -168,7 +168,7 @@ def _pod_rule(ns: str, pod: str) -> Any:
 
 # (flow, N): the N-th write to the bad pod fails. drain = [record, condition False];
 # evict = drain + [eviction]; restore = drain + [undrain intent, condition True, forget];
-# isolate = drain + [relabel].
+# isolate = drain + [relabel: the label taken over (placeholder) with the record, then removed].
 TRIALS = [
     ("evict", 1),
     ("evict", 2),
@@ -177,6 +177,7 @@ TRIALS = [
     ("restore", 4),
     ("restore", 5),
     ("isolate", 3),
+    ("isolate", 4),
 ]
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from planner_fixtures import NOW, findings, pods, policy
 from stickyguard.core.analysis import Findings, PodMeta, PodSample, Track, analyze, single_shot
 from stickyguard.core.planner import (
+    COMPLETE_ISOLATE,
     CORDON,
     DRAIN,
     EVICT,
@@ -284,6 +285,19 @@ def test_isolate_instead_of_evict_then_delete_after_ttl() -> None:
     assert kinds(plan(p, s, f, None, [], NOW)) == []
     s[0] = dataclasses.replace(s[0], isolated_at=NOW - 601, undrain=True)
     assert kinds(plan(p, s, f, None, [], NOW)) == [(EVICT, "pod-00")]
+
+
+def test_an_interrupted_isolation_is_finished_without_budget() -> None:
+    # The record landed with the placeholder label, the removal of the label did not.
+    p = policy(actions={"isolate": {"enabled": True}}, safety={"maxActionsPerHour": 0})
+    f = findings(p, [0.001] * 6)
+    s = pods(6)
+    s[0] = dataclasses.replace(
+        s[0], drained_by="p", serving=False, isolated_at=NOW - 10, version="stickyguard-removing"
+    )
+    assert kinds(plan(p, s, f, None, [], NOW)) == [(COMPLETE_ISOLATE, "pod-00")]
+    s[0] = dataclasses.replace(s[0], version="")
+    assert kinds(plan(p, s, f, None, [], NOW)) == []
 
 
 def test_isolated_pods_do_not_count_against_max_drained() -> None:

@@ -38,6 +38,7 @@ from stickyguard.core.names import (
 )
 from stickyguard.core.planner import (
     COMPLETE_DRAIN,
+    COMPLETE_ISOLATE,
     CONTAIN,
     CORDON,
     DRAIN,
@@ -231,6 +232,13 @@ class Actuator:
             },
         )
 
+    def complete_isolate(self, policy: Policy, a: Action) -> None:
+        # The first apply took the label over (placeholder and record at once); leaving it
+        # out of stickyguard's fields now removes it.
+        self._apply_pod(
+            policy.namespace, a.pod, {"metadata": {"labels": {POD_TEMPLATE_HASH: None}}}
+        )
+
     def _apply_node(self, node: str, changes: Mapping[str, Any], *, force: bool) -> None:
         def patch(body: dict[str, Any], forced: bool) -> Any:
             self.fence()
@@ -309,6 +317,8 @@ class Actuator:
             self.evict(policy, a)
         elif a.kind == ISOLATE:
             self.isolate(policy, a)
+        elif a.kind == COMPLETE_ISOLATE:
+            self.complete_isolate(policy, a)
         elif a.kind == CORDON:
             self.cordon(policy, a.node, a.reason)
         elif a.kind == UNCORDON:

@@ -36,6 +36,9 @@ MARK_SERVING, DRAIN, RESTORE, EVICT = "mark_serving", "drain", "restore", "evict
 # repeats the drain's idempotent writes, spends no budget and keeps the original record.
 COMPLETE_DRAIN = "complete_drain"
 ISOLATE, CORDON, UNCORDON = "isolate", "cordon", "uncordon"
+# Finishes an isolation whose record was written but whose pod still carries a
+# pod-template-hash (the placeholder of an interrupted two-step removal): no budget either.
+COMPLETE_ISOLATE = "complete_isolate"
 # A drain of a pod of a version the rollout guard contains (recorded with that version).
 CONTAIN = "contain"
 # Rollout guard actions that spend the budgets (hold/resume are steps of a healthy rollout).
@@ -220,6 +223,8 @@ def plan(
     isolate = policy.actions.isolate
     for p in mine:
         if p.isolated_at is not None:
+            if p.version:
+                actions.append(Action(COMPLETE_ISOLATE, p.name, "an interrupted isolation", p.node))
             if now - p.isolated_at >= isolate.ttl_seconds:
                 actions.append(
                     Action(
