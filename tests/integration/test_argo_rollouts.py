@@ -24,15 +24,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from canary_support import (
-    FirstTimes,
-    load,
-    on_loopback,
-    patch_policy,
-    record,
-    rollout_section,
-    traffic,
-)
+import canary_support as canary
 from stickyguard.core.names import ROLLOUTS_POD_TEMPLATE_HASH
 from stickyguard_lab import testenv
 from stickyguard_lab.argo import (
@@ -46,9 +38,7 @@ from stickyguard_lab.argo import (
 )
 from stickyguard_lab.binaries import REPO_ROOT
 from stickyguard_lab.exporter import SyntheticExporter
-from stickyguard_lab.kubectl import apply
 from stickyguard_lab.operatorproc import OperatorProcess
-from stickyguard_lab.procs import Supervisor
 from support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
@@ -59,23 +49,20 @@ BAD_RATIO = 0.25  # the bad version's share of degraded answers (HTTP 200)
 
 @pytest.fixture(scope="module")
 def argo(lab: testenv.LabEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArgoRollouts]:
-    started = time.time()
-    sup = Supervisor(tmp_path_factory.mktemp("argo"))
-    try:
-        yield start_argo_rollouts(lab, sup)
-    finally:
-        sup.stop_all()
-        # This file's wall time beyond the session's lab: Argo's start and every scenario.
-        record("argo-rollouts", "module", {"wall_s": round(time.time() - started, 1)})
+    work = tmp_path_factory.mktemp("argo")
+    with canary.peer_controller(
+        "argo-rollouts", work, lambda sup: start_argo_rollouts(lab, sup)
+    ) as controller:
+        yield controller
 
 
 def lab_analysis_template(gate_port: int) -> dict[str, Any]:
     """examples/argo-rollouts/analysistemplate.yaml with the lab patch: the gate on loopback,
     a 10 s initial delay and 5 s interval (the policy's window is 20 s here, not 2 m)."""
-    (template,) = load(EXAMPLES / "analysistemplate.yaml")
+    (template,) = canary.load(EXAMPLES / "analysistemplate.yaml")
     metric = template["spec"]["metrics"][0]
     web = metric["provider"]["web"]
-    web["url"] = on_loopback(web["url"], gate_port)
+    web["url"] = canary.on_loopback(web["url"], gate_port)
     metric.update(initialDelay="10s", interval="5s")
     return template
 
@@ -117,15 +104,7 @@ class Shop:
         return current if current != self.stable else ""
 
     def ready_pods(self, pod_hash: str) -> list[str]:
-        pods = self.core.list_namespaced_pod(
-            self.ns, label_selector=f"{ROLLOUTS_POD_TEMPLATE_HASH}={pod_hash}"
-        ).items
-        return [
-            p.metadata.name
-            for p in pods
-            if not p.metadata.deletion_timestamp
-            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-        ]
+        return canary.ready_pods(self.core, self.ns, f"{ROLLOUTS_POD_TEMPLATE_HASH}={pod_hash}")
 
     def canary_run(self) -> dict[str, Any] | None:
         """The AnalysisRun of the canary step (the newest in the namespace)."""
@@ -139,26 +118,10 @@ class Shop:
     def release(self, version: str) -> None:
         """What a user does: a new image and version label in the Rollout's template."""
         self.custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            self.ns,
-            "rollouts",
-            "shop",
-            {
-                "spec": {
-                    "template": {
-                        "metadata": {"labels": {"version": version}},
-                        "spec": {
-                            "containers": [
-                                {"name": "app", "image": f"registry.example/shop:{version}"}
-                            ]
-                        },
-                    }
-                }
-            },
+            GROUP, VERSION, self.ns, "rollouts", "shop", canary.release_patch(version)
         )
 
-    def timeline(self) -> FirstTimes:
+    def timeline(self) -> canary.FirstTimes:
         """When the canary first served, stickyguard first said fail, and Argo acted."""
 
         def canary_ready() -> bool:
@@ -166,14 +129,14 @@ class Shop:
             return bool(new and self.ready_pods(new))
 
         def verdict_fail() -> bool:
-            section = rollout_section(self.custom, self.ns)
+            section = canary.rollout_section(self.custom, self.ns)
             return section.get("verdict") == "fail" and section.get("newHash") == self.new_hash()
 
         def promoted() -> bool:
             s = self.status()
             return s.get("stableRS") not in (None, self.stable) and s.get("phase") == "Healthy"
 
-        return FirstTimes(
+        return canary.FirstTimes(
             {
                 "canary_ready": canary_ready,
                 "verdict_fail": verdict_fail,
@@ -186,8 +149,7 @@ class Shop:
     def detail(self) -> str:
         return (
             f"rollout status: {self.status()}\nanalysis: {self.canary_run()}\n"
-            f"stickyguard: {rollout_section(self.custom, self.ns)}\n"
-            f"argo log:\n{self.argo.log()}\noperator log:\n{self.operator.log()}"
+            + canary.state_and_logs(self.custom, self.ns, "argo", self.argo.log(), self.operator)
         )
 
 
@@ -200,13 +162,15 @@ def shop(
     core: client.CoreV1Api,
     namespace: str,
 ) -> Iterator[Shop]:
-    kc, kubectl_bin = lab.kubeconfig, lab.binaries.kubectl
-    with traffic(lab, core, namespace, "app=shop") as exporter:
-        apply(kubectl_bin, kc, EXAMPLES / "service.yaml", namespace=namespace)
-        apply(kubectl_bin, kc, [lab_analysis_template(operator.gate_port)], namespace=namespace)
-        apply(kubectl_bin, kc, EXAMPLES / "rollout.yaml", namespace=namespace)
-        apply(kubectl_bin, kc, EXAMPLES / "stickypolicy.yaml", namespace=namespace)
-        patch_policy(custom, namespace)
+    with canary.traffic(lab, core, namespace, "app=shop") as exporter:
+        canary.apply_examples(
+            lab,
+            namespace,
+            EXAMPLES / "service.yaml",
+            [lab_analysis_template(operator.gate_port)],
+            EXAMPLES / "rollout.yaml",
+        )
+        canary.apply_lab_policy(lab, custom, namespace, EXAMPLES / "stickypolicy.yaml")
         shop = Shop(lab, argo, operator, custom, core, namespace, exporter, stable="")
 
         def healthy() -> str:
@@ -216,25 +180,15 @@ def shop(
 
         shop.stable = wait_for(healthy, timeout=120, what="v1.0 Healthy", detail=shop.detail)
         # The old version's evidence first: the judge needs a comparison.
-        wait_for(
-            lambda: (
-                rollout_section(custom, namespace).get("oldCohort", {}).get("requests", 0) >= 30
-                or rollout_section(custom, namespace).get("newCohort", {}).get("requests", 0) >= 30
-            ),
-            timeout=60,
-            what="stickyguard sees the shop's traffic",
-            detail=shop.detail,
-        )
+        canary.wait_for_evidence(custom, namespace, ("oldCohort", "newCohort"), detail=shop.detail)
         yield shop
 
 
 def test_argo_aborts_a_canary_stickyguard_fails(shop: Shop) -> None:
     started = time.time()
     shop.exporter.set_label_ratio("version", "2.0", BAD_RATIO)
-    with shop.timeline() as times:
-        shop.release("2.0")
-        times.mark("released")
-        wait_for(lambda: "aborted" in times.times, timeout=180, what="abort", detail=shop.detail)
+    with canary.released(shop.timeline(), lambda: shop.release("2.0")) as times:
+        times.wait("aborted", timeout=180, what="abort", detail=shop.detail)
     new = shop.status().get("currentPodHash")
     assert new and new != shop.stable
     # Argo aborted because of stickyguard's answer: the canary's analysis failed on a `fail`.
@@ -253,27 +207,20 @@ def test_argo_aborts_a_canary_stickyguard_fails(shop: Shop) -> None:
         detail=shop.detail,
     )
     assert shop.status().get("phase") == "Degraded"
-    figures = {
-        "release_to_canary_ready_s": times.between("released", "canary_ready"),
-        "fault_to_verdict_s": times.between("canary_ready", "verdict_fail"),
-        "verdict_to_abort_s": times.between("verdict_fail", "aborted"),
-        "fault_to_abort_s": times.between("canary_ready", "aborted"),
-        "measurements": [v for _, v in taken],
-        "analysis": analysis_timing(run),
-        "scenario_s": round(time.time() - started, 1),
-    }
-    record("argo-rollouts", "bad_canary_aborted", figures)
+    figures = canary.scenario_figures(
+        started,
+        **canary.fault_to_action_figures(times, "aborted", "abort"),
+        measurements=[v for _, v in taken],
+        analysis=analysis_timing(run),
+    )
+    canary.record("argo-rollouts", "bad_canary_aborted", figures)
     assert figures["fault_to_abort_s"] is not None
 
 
 def test_argo_promotes_a_canary_stickyguard_passes(shop: Shop) -> None:
     started = time.time()
-    with shop.timeline() as times:
-        shop.release("2.0")
-        times.mark("released")
-        wait_for(
-            lambda: "promoted" in times.times, timeout=180, what="promotion", detail=shop.detail
-        )
+    with canary.released(shop.timeline(), lambda: shop.release("2.0")) as times:
+        times.wait("promoted", timeout=180, what="promotion", detail=shop.detail)
     run = shop.canary_run()
     assert run is not None and run["status"]["phase"] == "Successful", shop.detail()
     taken = measurements(run)
@@ -281,14 +228,14 @@ def test_argo_promotes_a_canary_stickyguard_passes(shop: Shop) -> None:
     assert "fail" not in [v for _, v in taken]
     assert "aborted" not in times.times and "verdict_fail" not in times.times
     assert shop.status()["stableRS"] == shop.status()["currentPodHash"] != shop.stable
-    record(
+    canary.record(
         "argo-rollouts",
         "good_canary_promoted",
-        {
-            "canary_ready_to_promoted_s": times.between("canary_ready", "promoted"),
-            "measurements": [v for _, v in taken],
-            "scenario_s": round(time.time() - started, 1),
-        },
+        canary.scenario_figures(
+            started,
+            canary_ready_to_promoted_s=times.between("canary_ready", "promoted"),
+            measurements=[v for _, v in taken],
+        ),
     )
 
 
@@ -297,14 +244,9 @@ def test_argo_does_not_promote_a_canary_without_evidence(shop: Shop) -> None:
     gate says `inconclusive`, and Argo pauses the Rollout instead of promoting it."""
     started = time.time()
     shop.exporter.set_label_rps("version", "2.0", 0.05)  # 2 pods x 0.05/s x 20 s: 2 answers
-    with shop.timeline() as times:
-        shop.release("2.0")
-        times.mark("released")
-        wait_for(
-            lambda: "run_inconclusive" in times.times,
-            timeout=180,
-            what="an inconclusive analysis",
-            detail=shop.detail,
+    with canary.released(shop.timeline(), lambda: shop.release("2.0")) as times:
+        times.wait(
+            "run_inconclusive", timeout=180, what="an inconclusive analysis", detail=shop.detail
         )
         time.sleep(15)  # three more analysis intervals: nothing promotes it meanwhile
     taken = measurements(shop.canary_run() or {})
@@ -317,15 +259,15 @@ def test_argo_does_not_promote_a_canary_without_evidence(shop: Shop) -> None:
     assert "InconclusiveAnalysisRun" in reasons, shop.detail()
     assert status["stableRS"] == shop.stable, "not promoted on no evidence"
     assert "promoted" not in times.times and "aborted" not in times.times
-    section = rollout_section(shop.custom, shop.ns)
+    section = canary.rollout_section(shop.custom, shop.ns)
     assert section["verdict"] == "inconclusive"
     assert section["newCohort"]["requests"] < 30
-    record(
+    canary.record(
         "argo-rollouts",
         "no_evidence_paused",
-        {
-            "canary_ready_to_paused_s": times.between("canary_ready", "run_inconclusive"),
-            "measurements": [v for _, v in taken],
-            "scenario_s": round(time.time() - started, 1),
-        },
+        canary.scenario_figures(
+            started,
+            canary_ready_to_paused_s=times.between("canary_ready", "run_inconclusive"),
+            measurements=[v for _, v in taken],
+        ),
     )

@@ -26,22 +26,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from canary_support import (
-    FirstTimes,
-    load,
-    on_loopback,
-    patch_policy,
-    record,
-    rollout_section,
-    traffic,
-)
+import canary_support as canary
 from stickyguard_lab import testenv
 from stickyguard_lab.binaries import REPO_ROOT
 from stickyguard_lab.exporter import SyntheticExporter
 from stickyguard_lab.flagger import Flagger, phase, start_flagger
-from stickyguard_lab.kubectl import apply
 from stickyguard_lab.operatorproc import OperatorProcess
-from stickyguard_lab.procs import Supervisor
 from support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
@@ -54,25 +44,20 @@ INTERVAL_S = 10
 
 @pytest.fixture(scope="module")
 def flagger(lab: testenv.LabEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flagger]:
-    started = time.time()
-    sup = Supervisor(tmp_path_factory.mktemp("flagger"))
-    try:
-        yield start_flagger(lab, sup)
-    finally:
-        sup.stop_all()
-        # This file's wall time beyond the session's lab: Flagger's start and every scenario.
-        record("flagger", "module", {"wall_s": round(time.time() - started, 1)})
+    work = tmp_path_factory.mktemp("flagger")
+    with canary.peer_controller("flagger", work, lambda sup: start_flagger(lab, sup)) as controller:
+        yield controller
 
 
 def lab_canary(gate_port: int) -> dict[str, Any]:
     """examples/flagger/canary.yaml with the lab patch: webhooks to the gate on loopback, a
     10 s interval and 3 iterations (threshold unchanged)."""
-    (canary,) = load(EXAMPLES / "canary.yaml")
-    analysis = canary["spec"]["analysis"]
+    (obj,) = canary.load(EXAMPLES / "canary.yaml")
+    analysis = obj["spec"]["analysis"]
     for hook in analysis["webhooks"]:
-        hook["url"] = on_loopback(hook["url"], gate_port)
+        hook["url"] = canary.on_loopback(hook["url"], gate_port)
     analysis.update(interval=f"{INTERVAL_S}s", iterations=3)
-    return canary
+    return obj
 
 
 @dataclass
@@ -91,12 +76,7 @@ class Shop:
         return phase(self.custom, self.ns, "shop")
 
     def ready(self, selector: str) -> list[str]:
-        return [
-            p.metadata.name
-            for p in self.core.list_namespaced_pod(self.ns, label_selector=selector).items
-            if not p.metadata.deletion_timestamp
-            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-        ]
+        return canary.ready_pods(self.core, self.ns, selector)
 
     def primary_version(self) -> str:
         dep = self.apps.read_namespaced_deployment("shop-primary", self.ns)
@@ -104,22 +84,7 @@ class Shop:
 
     def release(self, version: str) -> None:
         """What a user does: a new image and version label in the Deployment's template."""
-        self.apps.patch_namespaced_deployment(
-            "shop",
-            self.ns,
-            {
-                "spec": {
-                    "template": {
-                        "metadata": {"labels": {"version": version}},
-                        "spec": {
-                            "containers": [
-                                {"name": "app", "image": f"registry.example/shop:{version}"}
-                            ]
-                        },
-                    }
-                }
-            },
-        )
+        self.apps.patch_namespaced_deployment("shop", self.ns, canary.release_patch(version))
 
     def flagger_events(self) -> list[str]:
         return [
@@ -128,11 +93,11 @@ class Shop:
             if e.involved_object.kind == "Canary"
         ]
 
-    def timeline(self, version: str) -> FirstTimes:
+    def timeline(self, version: str) -> canary.FirstTimes:
         def verdict(v: str) -> bool:
-            return rollout_section(self.custom, self.ns).get("verdict") == v
+            return canary.rollout_section(self.custom, self.ns).get("verdict") == v
 
-        return FirstTimes(
+        return canary.FirstTimes(
             {
                 "progressing": lambda: self.phase() == "Progressing",
                 "canary_ready": lambda: bool(self.ready(f"app=shop,version={version}")),
@@ -146,8 +111,9 @@ class Shop:
     def detail(self) -> str:
         return (
             f"canary phase: {self.phase()}\nevents: {self.flagger_events()}\n"
-            f"stickyguard: {rollout_section(self.custom, self.ns)}\n"
-            f"flagger log:\n{self.flagger.log()}\noperator log:\n{self.operator.log()}"
+            + canary.state_and_logs(
+                self.custom, self.ns, "flagger", self.flagger.log(), self.operator
+            )
         )
 
 
@@ -161,13 +127,11 @@ def shop(
     apps: client.AppsV1Api,
     namespace: str,
 ) -> Iterator[Shop]:
-    kc, kubectl_bin = lab.kubeconfig, lab.binaries.kubectl
     labels = ("app.kubernetes.io/name",)  # as Prometheus' Kubernetes discovery would label
-    with traffic(lab, core, namespace, SELECTOR, series_labels=labels) as exporter:
-        apply(kubectl_bin, kc, EXAMPLES / "deployment.yaml", namespace=namespace)
-        apply(kubectl_bin, kc, EXAMPLES / "stickypolicy.yaml", namespace=namespace)
-        patch_policy(custom, namespace)
-        apply(kubectl_bin, kc, [lab_canary(operator.gate_port)], namespace=namespace)
+    with canary.traffic(lab, core, namespace, SELECTOR, series_labels=labels) as exporter:
+        canary.apply_examples(lab, namespace, EXAMPLES / "deployment.yaml")
+        canary.apply_lab_policy(lab, custom, namespace, EXAMPLES / "stickypolicy.yaml")
+        canary.apply_examples(lab, namespace, [lab_canary(operator.gate_port)])
         shop = Shop(flagger, operator, custom, core, apps, namespace, exporter)
         wait_for(
             lambda: shop.phase() == "Initialized" and len(shop.ready("app=shop-primary")) == 2,
@@ -175,24 +139,15 @@ def shop(
             what="the Canary Initialized (shop-primary serving)",
             detail=shop.detail,
         )
-        wait_for(
-            lambda: (
-                rollout_section(custom, namespace).get("oldCohort", {}).get("requests", 0) >= 30
-            ),
-            timeout=60,
-            what="stickyguard sees the primary's traffic",
-            detail=shop.detail,
-        )
+        canary.wait_for_evidence(custom, namespace, ("oldCohort",), detail=shop.detail)
         yield shop
 
 
 def test_flagger_rolls_back_a_version_stickyguard_fails(shop: Shop) -> None:
     started = time.time()
     shop.exporter.set_label_ratio("version", "2.0", BAD_RATIO)
-    with shop.timeline("2.0") as times:
-        shop.release("2.0")
-        times.mark("released")
-        wait_for(lambda: "failed" in times.times, timeout=240, what="rollback", detail=shop.detail)
+    with canary.released(shop.timeline("2.0"), lambda: shop.release("2.0")) as times:
+        times.wait("failed", timeout=240, what="rollback", detail=shop.detail)
     events = shop.flagger_events()
     # Flagger rolled back because the stickyguard webhook failed its checks.
     halts = [m for m in events if "external check stickyguard failed" in m]
@@ -207,37 +162,30 @@ def test_flagger_rolls_back_a_version_stickyguard_fails(shop: Shop) -> None:
         what="the canary scaled to zero",
         detail=shop.detail,
     )
-    figures = {
-        "release_to_canary_ready_s": times.between("released", "canary_ready"),
-        "fault_to_verdict_s": times.between("canary_ready", "verdict_fail"),
-        "verdict_to_rollback_s": times.between("verdict_fail", "failed"),
-        "fault_to_rollback_s": times.between("canary_ready", "failed"),
-        "failed_checks": len(halts),
-        "interval_s": INTERVAL_S,
-        "scenario_s": round(time.time() - started, 1),
-    }
-    record("flagger", "bad_version_rolled_back", figures)
+    figures = canary.scenario_figures(
+        started,
+        **canary.fault_to_action_figures(times, "failed", "rollback"),
+        failed_checks=len(halts),
+        interval_s=INTERVAL_S,
+    )
+    canary.record("flagger", "bad_version_rolled_back", figures)
 
 
 def test_flagger_promotes_a_version_stickyguard_passes(shop: Shop) -> None:
     started = time.time()
-    with shop.timeline("2.0") as times:
-        shop.release("2.0")
-        times.mark("released")
-        wait_for(
-            lambda: "succeeded" in times.times, timeout=300, what="promotion", detail=shop.detail
-        )
+    with canary.released(shop.timeline("2.0"), lambda: shop.release("2.0")) as times:
+        times.wait("succeeded", timeout=300, what="promotion", detail=shop.detail)
     assert shop.primary_version() == "2.0"
     assert "failed" not in times.times and "verdict_fail" not in times.times
     assert not [m for m in shop.flagger_events() if "external check stickyguard failed" in m]
-    record(
+    canary.record(
         "flagger",
         "good_version_promoted",
-        {
-            "canary_ready_to_promoted_s": times.between("canary_ready", "succeeded"),
-            "interval_s": INTERVAL_S,
-            "scenario_s": round(time.time() - started, 1),
-        },
+        canary.scenario_figures(
+            started,
+            canary_ready_to_promoted_s=times.between("canary_ready", "succeeded"),
+            interval_s=INTERVAL_S,
+        ),
     )
 
 
@@ -246,27 +194,20 @@ def test_flagger_waits_instead_of_promoting_without_evidence(shop: Shop) -> None
     it is not a failed check), but `confirm-promotion` does not, so Flagger waits."""
     started = time.time()
     shop.exporter.set_label_rps("version", "2.0", 0.05)  # 2 pods x 0.05/s x 20 s: 2 answers
-    with shop.timeline("2.0") as times:
-        shop.release("2.0")
-        times.mark("released")
-        wait_for(
-            lambda: "waiting_promotion" in times.times,
-            timeout=240,
-            what="WaitingPromotion",
-            detail=shop.detail,
-        )
+    with canary.released(shop.timeline("2.0"), lambda: shop.release("2.0")) as times:
+        times.wait("waiting_promotion", timeout=240, what="WaitingPromotion", detail=shop.detail)
         time.sleep(2 * INTERVAL_S + 2)  # two more analysis intervals: still not promoted
     assert shop.phase() == "WaitingPromotion", shop.detail()
     assert shop.primary_version() == "1.0"
     assert "succeeded" not in times.times and "failed" not in times.times
-    section = rollout_section(shop.custom, shop.ns)
+    section = canary.rollout_section(shop.custom, shop.ns)
     assert section["verdict"] == "inconclusive" and section["newCohort"]["requests"] < 30
-    record(
+    canary.record(
         "flagger",
         "no_evidence_waits",
-        {
-            "canary_ready_to_waiting_s": times.between("canary_ready", "waiting_promotion"),
-            "interval_s": INTERVAL_S,
-            "scenario_s": round(time.time() - started, 1),
-        },
+        canary.scenario_figures(
+            started,
+            canary_ready_to_waiting_s=times.between("canary_ready", "waiting_promotion"),
+            interval_s=INTERVAL_S,
+        ),
     )

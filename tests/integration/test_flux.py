@@ -17,11 +17,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-from gitops_support import GitTree, pods_of, ready_endpoints, repinned
-from operator_support import condition, events, get_policy
+import gitops_support as gitops
+from operator_support import events, get_policy
 from stickyguard_lab import testenv
 from stickyguard_lab.binaries import REPO_ROOT
-from stickyguard_lab.exporter import SyntheticExporter
 from stickyguard_lab.flux import NAMESPACE, Flux, GitRepo, GitServer, start_flux
 from stickyguard_lab.kubectl import apply
 from stickyguard_lab.operatorproc import OperatorProcess
@@ -56,11 +55,9 @@ class Setup:
     ) -> None:
         self.lab, self.ns = lab, ns
         self.repo = GitRepo.create(server, ns, tmp / "work")
-        self.tree = GitTree(self.repo.work, ns)
+        self.tree = gitops.GitTree(self.repo.work, ns)
         self.revision = self.repo.commit("v1")
-        self.exporter = SyntheticExporter(ns, "web")
-        self.exporter.register(lab.prometheus.targets_dir, ns)
-        self.exporter.follow(core, "app=web")
+        self.exporter = gitops.web_traffic(lab, core, ns)
 
     def install(self) -> None:
         source = yaml.safe_load((EXAMPLES / "gitrepository.yaml").read_text())
@@ -121,14 +118,6 @@ def kustomization(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
 def applied(custom: client.CustomObjectsApi, name: str, revision: str) -> bool:
     status = kustomization(custom, name).get("status") or {}
     return revision in str(status.get("lastAppliedRevision") or "")
-
-
-def ready_pods(core: client.CoreV1Api, ns: str, version: str) -> list[str]:
-    return [
-        p.metadata.name
-        for p in pods_of(core, ns, version)
-        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-    ]
 
 
 def changes(flux: Flux, ns: str, since: int) -> list[tuple[str, str, str]]:
@@ -192,16 +181,12 @@ def test_bad_version_in_git_is_contained_across_reconciles_and_the_revert_clears
     discovery = client.DiscoveryV1Api(api_client)
     setup.install()
     wait_for(
-        lambda: len(ready_pods(core, namespace, "v1")) == 6,
+        lambda: len(gitops.ready_pods(core, namespace, "v1")) == 6,
         timeout=120,
         what="Flux applied v1 and 6 pods serve",
         detail=lambda: fx.kustomize.log_tail(10) + "\n" + operator.log(),
     )
-    mode = wait_for(
-        lambda: condition(get_policy(custom, namespace, "web"), "GitOpsConflict"),
-        timeout=30,
-        what="GitOpsConflict condition",
-    )
+    mode = gitops.wait_web_condition(custom, namespace, "GitOpsConflict")
     assert mode["reason"] == "GitOpsCompatible" and "managed by Flux" in mode["message"]
 
     setup.exporter.set_label_ratio("version", "v2", 0.2)
@@ -217,31 +202,9 @@ def test_bad_version_in_git_is_contained_across_reconciles_and_the_revert_clears
         what="Flux applied v2",
     )
     t_applied = time.monotonic()
-    wait_for(
-        lambda: (
-            {p.metadata.name for p in pods_of(core, namespace, "v2")}
-            & ready_endpoints(discovery, namespace)
-        ),
-        timeout=60,
-        what="a v2 pod serving",
-        detail=operator.log,
-    )
-    wait_for(
-        lambda: repinned(core, discovery, namespace, "v2"),
-        timeout=120,
-        what="every v2 session re-pinned",
-        detail=operator.log,
-    )
+    gitops.wait_repinned(core, discovery, namespace, "v2", detail=operator.log)
     repin_seconds = time.monotonic() - t_applied
-    contained = wait_for(
-        lambda: (
-            (c := condition(get_policy(custom, namespace, "web"), "RolloutGuarded"))
-            and c["reason"] == "VersionContained"
-            and c
-        ),
-        timeout=30,
-        what="VersionContained",
-    )
+    contained = gitops.wait_version_contained(custom, namespace)
     assert "revert Deployment web in Git (Flux) to revision 1" in contained["message"]
 
     # Several reconciles (drift correction every 5 s) at the bad revision: Flux finds nothing
@@ -256,28 +219,16 @@ def test_bad_version_in_git_is_contained_across_reconciles_and_the_revert_clears
     later = changes(fx, namespace, mark)
     assert all(bad in rev for rev, _, _ in later)
     assert {action for _, _, action in later} == {"unchanged"}, later
-    assert repinned(core, discovery, namespace, "v2")
-    assert len(ready_pods(core, namespace, "v1")) == 6
+    assert gitops.repinned(core, discovery, namespace, "v2")
+    assert len(gitops.ready_pods(core, namespace, "v1")) == 6
     dep = apps.read_namespaced_deployment("web", namespace)
     assert not dep.spec.paused and dep.spec.template.metadata.labels["version"] == "v2"
     assert len(events(core, namespace, "VersionContained")) == 1
 
     # The revert, committed to Git: Flux applies it, the containment clears by itself.
     setup.commit("v1", "Revert web v2")
-    wait_for(
-        lambda: (
-            (c := condition(get_policy(custom, namespace, "web"), "RolloutGuarded"))
-            and c["reason"] != "VersionContained"
-        ),
-        timeout=90,
-        what="containment cleared",
-        detail=operator.log,
-    )
-    wait_for(
-        lambda: not pods_of(core, namespace, "v2") and len(ready_pods(core, namespace, "v1")) == 6,
-        timeout=90,
-        what="back on v1",
-    )
+    gitops.wait_containment_cleared(custom, namespace, timeout=90, detail=operator.log)
+    gitops.wait_back_on_v1(core, namespace, timeout=90)
     assert events(core, namespace, "ContainmentCleared")
     flux_failures = failures(custom, core, namespace)
     operator_conflicts = [line for line in operator.log().splitlines() if " 409" in line]

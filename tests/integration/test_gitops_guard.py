@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from gitops_support import GitTree, pods_of, ready_endpoints, reconcile, repinned
-from operator_support import condition, events, get_policy
+import gitops_support as gitops
+from operator_support import events, get_policy
 from stickyguard.core.names import CONTAINED, DELETION_COST, DRAINED_BY, GROUP
 from stickyguard_lab import testenv
 from stickyguard_lab.exporter import SyntheticExporter
@@ -32,14 +32,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 class Reconciler:
     """The stand-in: applies the tree and counts conflicts (and any other failure)."""
 
-    def __init__(self, lab: testenv.LabEnv, tree: GitTree) -> None:
+    def __init__(self, lab: testenv.LabEnv, tree: gitops.GitTree) -> None:
         self.lab, self.tree = lab, tree
         self.applies = 0
         self.conflicts = 0
         self.failures: list[str] = []
 
     def apply(self) -> None:
-        proc = reconcile(self.lab.binaries.kubectl, self.lab.kubeconfig, self.tree)
+        proc = gitops.reconcile(self.lab.binaries.kubectl, self.lab.kubeconfig, self.tree)
         self.applies += 1
         if proc.returncode != 0:
             self.failures.append(proc.stderr)
@@ -51,19 +51,9 @@ class Reconciler:
 def git(
     lab: testenv.LabEnv, core: client.CoreV1Api, namespace: str, tmp_path: Path
 ) -> Iterator[tuple[Reconciler, SyntheticExporter]]:
-    exporter = SyntheticExporter(namespace, "web")
-    exporter.register(lab.prometheus.targets_dir, namespace)
-    exporter.follow(core, "app=web")
-    yield Reconciler(lab, GitTree(tmp_path / "git", namespace)), exporter
+    exporter = gitops.web_traffic(lab, core, namespace)
+    yield Reconciler(lab, gitops.GitTree(tmp_path / "git", namespace)), exporter
     exporter.stop()
-
-
-def ready_pods(core: client.CoreV1Api, ns: str, version: str) -> list[str]:
-    return [
-        p.metadata.name
-        for p in pods_of(core, ns, version)
-        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-    ]
 
 
 def gate(operator: OperatorProcess, ns: str) -> dict[str, Any]:
@@ -95,17 +85,13 @@ def test_bad_version_from_git_is_contained_through_reapplies_and_the_revert_clea
     exporter.set_label_ratio("version", "v2", 0.2)
     rec.apply()
     wait_for(
-        lambda: len(ready_pods(core, namespace, "v1")) == 6,
+        lambda: len(gitops.ready_pods(core, namespace, "v1")) == 6,
         timeout=90,
         what="6 v1 pods serving",
         detail=operator.log,
     )
     # The default (onCanaryDegraded: Auto) on a Deployment Flux's field manager applied.
-    mode = wait_for(
-        lambda: condition(get_policy(custom, namespace, "web"), "GitOpsConflict"),
-        timeout=30,
-        what="GitOpsConflict condition",
-    )
+    mode = gitops.wait_web_condition(custom, namespace, "GitOpsConflict")
     assert (mode["status"], mode["reason"]) == ("False", "GitOpsCompatible"), mode
     assert "managed by Flux (field manager kustomize-controller)" in mode["message"]
 
@@ -113,33 +99,10 @@ def test_bad_version_from_git_is_contained_through_reapplies_and_the_revert_clea
     rec.apply()  # ...and applied by the reconciler
     applied = time.monotonic()
     # The new pod is marked serving and users get pinned to it (the guard needs traffic to
-    # judge it)...
-    wait_for(
-        lambda: (
-            {p.metadata.name for p in pods_of(core, namespace, "v2")}
-            & ready_endpoints(discovery, namespace)
-        ),
-        timeout=60,
-        what="a v2 pod serving",
-        detail=operator.log,
-    )
-    # ...then judged failing and contained: its sessions re-pin to v1.
-    wait_for(
-        lambda: repinned(core, discovery, namespace, "v2"),
-        timeout=120,
-        what="every v2 pod out of the ready endpoints",
-        detail=operator.log,
-    )
+    # judge it), then it is judged failing and contained: its sessions re-pin to v1.
+    gitops.wait_repinned(core, discovery, namespace, "v2", detail=operator.log)
     repin_seconds = time.monotonic() - applied
-    guarded = wait_for(
-        lambda: (
-            (c := condition(get_policy(custom, namespace, "web"), "RolloutGuarded"))
-            and c["reason"] == "VersionContained"
-            and c
-        ),
-        timeout=30,
-        what="RolloutGuarded=VersionContained",
-    )
+    guarded = gitops.wait_version_contained(custom, namespace)
     assert guarded["status"] == "False" and guarded["observedGeneration"] >= 1
     assert "revert Deployment web in Git (Flux) to revision 1" in guarded["message"]
     assert "registry.example.com/web:v1" in guarded["message"]
@@ -148,18 +111,20 @@ def test_bad_version_from_git_is_contained_through_reapplies_and_the_revert_clea
     for _ in range(5):
         time.sleep(2)
         rec.apply()
-        assert repinned(core, discovery, namespace, "v2"), operator.log()
+        assert gitops.repinned(core, discovery, namespace, "v2"), operator.log()
     dep = apps.read_namespaced_deployment("web", namespace)
     assert not dep.spec.paused
     assert dep.spec.template.metadata.labels["version"] == "v2"
     assert not [k for k in managers(dep) if k[0] == "stickyguard"], "Contain wrote the Deployment"
     assert (rec.conflicts, rec.failures) == (0, [])
     # The old version serves every session; the rollout cannot progress.
-    assert len(ready_pods(core, namespace, "v1")) == 6
-    assert ready_endpoints(discovery, namespace) == set(ready_pods(core, namespace, "v1"))
+    assert len(gitops.ready_pods(core, namespace, "v1")) == 6
+    assert gitops.ready_endpoints(discovery, namespace) == set(
+        gitops.ready_pods(core, namespace, "v1")
+    )
 
     # What each contained pod carries, and who owns it: stickyguard, its own fields only.
-    for p in pods_of(core, namespace, "v2"):
+    for p in gitops.pods_of(core, namespace, "v2"):
         assert p.metadata.annotations[DRAINED_BY] == "web"
         assert p.metadata.annotations[CONTAINED] == p.metadata.labels["pod-template-hash"]
         owned = managers(p)
@@ -187,23 +152,11 @@ def test_bad_version_from_git_is_contained_through_reapplies_and_the_revert_clea
     rec.tree.write("v1")
     rec.apply()
     reverted = time.monotonic()
-    wait_for(
-        lambda: (
-            (c := condition(get_policy(custom, namespace, "web"), "RolloutGuarded"))
-            and c["reason"] != "VersionContained"
-        ),
-        timeout=60,
-        what="containment cleared",
-        detail=operator.log,
-    )
+    gitops.wait_containment_cleared(custom, namespace, timeout=60, detail=operator.log)
     wait_for(
         lambda: events(core, namespace, "ContainmentCleared"), timeout=15, what="cleared Event"
     )
-    wait_for(
-        lambda: not pods_of(core, namespace, "v2") and len(ready_pods(core, namespace, "v1")) == 6,
-        timeout=60,
-        what="back on v1",
-    )
+    gitops.wait_back_on_v1(core, namespace, timeout=60)
     rec.apply()
     assert (rec.conflicts, rec.failures) == (0, [])
     print(
@@ -229,13 +182,11 @@ def test_pause_is_refused_on_a_gitops_managed_deployment(
         "web",
         {"spec": {"actions": {"rollout": {"onCanaryDegraded": "Pause"}}}},
     )
-    refused = wait_for(
-        lambda: (
-            (c := condition(get_policy(custom, namespace, "web"), "GitOpsConflict"))
-            and c["status"] == "True"
-            and c
-        ),
-        timeout=30,
+    refused = gitops.wait_web_condition(
+        custom,
+        namespace,
+        "GitOpsConflict",
+        lambda c: c["status"] == "True",
         what="GitOpsConflict=True",
         detail=operator.log,
     )
