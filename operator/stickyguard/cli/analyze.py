@@ -118,7 +118,13 @@ def run(args: argparse.Namespace) -> int:
         except (QueryError, PrometheusApiClientException, RequestException, ValueError) as e:
             # Metadata only adds attribution; the report is still right without it.
             print(f"warning: no pod metadata from kube-state-metrics: {e}", file=sys.stderr)
-    findings = analyze(snap.samples, meta, single_shot(policy.detection), policy.impact)
+    findings = analyze(
+        snap.samples,
+        meta,
+        single_shot(policy.detection),
+        policy.impact,
+        sessions_expected=policy.prometheus.session_gauges,
+    )
     for problem in snap.problems:
         print(f"warning: {problem}", file=sys.stderr)
     if args.output == "json":

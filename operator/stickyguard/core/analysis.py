@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from stickyguard.core import sequential
+from stickyguard.core import sequential, users_check
 from stickyguard.core.policy import Detection, Impact
 from stickyguard.core.problems import MetricProblem
 from stickyguard.core.stats import binomial_sf
@@ -114,8 +114,10 @@ class Track(NamedTuple):
     # Events and bad events since the CUSUM last stood at zero: the estimate of the pod's ratio
     # since its change began, which must itself clear the thresholds for an alarm.
     run: tuple[float, float] = (0.0, 0.0)
-    # Evaluations and their summed excess of hurt sessions over the same span (session gauges).
+    # Evaluations and their summed excess of hurt sessions over the same span (session gauges),
+    # and the excess of the last few evaluations (users_check.clear).
     hurt: tuple[float, float] = (0.0, 0.0)
+    recent: tuple[float, ...] = ()
 
     @property
     def score(self) -> float:
@@ -367,43 +369,6 @@ def _run_clears(run: tuple[float, float], d: Detection, base: float) -> bool:
     return n > 0 and low >= d.absolute_threshold * n and low >= d.relative_threshold * base * n
 
 
-def _sessions(s: PodSample) -> tuple[float, float] | None:
-    """(active, hurt) sessions when the pod exports both gauges and they can be true."""
-    active, hurt = s.active_sessions, s.degraded_sessions
-    if active is None or hurt is None:
-        return None
-    if not (math.isfinite(active) and math.isfinite(hurt) and 0 <= hurt <= active):
-        return None
-    return active, hurt
-
-
-def _excess_sessions(s: PodSample, rest: tuple[float, float]) -> float | None:
-    """Sessions hurt on the pod beyond what the rest of the fleet's share of hurt sessions
-    predicts (`rest`: their active and hurt sessions); None without session gauges. Gauges
-    that cannot be true (negative, not finite, more hurt than active) are -inf: they clear
-    nothing."""
-    if s.active_sessions is None or s.degraded_sessions is None:
-        return None
-    mine = _sessions(s)
-    if mine is None:
-        return -math.inf
-    share = rest[1] / rest[0] if rest[0] > 0 else 0.0
-    return mine[1] - mine[0] * min(1.0, share)
-
-
-def _users_clear(hurt: tuple[float, float], gauged: bool, d: Detection) -> bool:
-    """Requests cannot tell one failing client from a failing pod; users can. With session
-    gauges, the pod's excess of hurt sessions, averaged over the evaluations since its CUSUM
-    last stood at zero, must be at least minDegradedSessions. One user whose calls keep failing
-    (a broken account, a client retrying for minutes) is one excess session on average however
-    long it lasts, while the background's hurt sessions average out; a faulty pod hurts many
-    of its users. Without gauges there is nothing to check."""
-    if not gauged:
-        return True
-    n, total = hurt
-    return n > 0 and total / n >= d.min_degraded_sessions - 1e-9
-
-
 def analyze(
     samples: Iterable[PodSample],
     meta: Mapping[str, PodMeta],
@@ -413,11 +378,14 @@ def analyze(
     *,
     now: float | None = None,
     window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    sessions_expected: bool = False,
 ) -> Findings:
     """One evaluation. `tracks` is the detector memory returned by the previous evaluation (see
     `forget`); `now` is the evaluation time and
     `window_seconds` the window the counts cover (MetricsSnapshot.time and .window_seconds).
-    Without `now`, evaluations are taken to be `intervalSeconds` apart."""
+    Without `now`, evaluations are taken to be `intervalSeconds` apart. `sessions_expected`:
+    the policy reads session gauges, so a pod whose gauges are missing is not drained on that
+    evaluation (a pod that exports them is checked either way; see users_check)."""
     d = detection
     ordered = sorted(samples, key=lambda s: s.pod)  # results never depend on input order
     tracks = tracks or {}
@@ -464,11 +432,17 @@ def analyze(
     terms = sequential.pearson_terms([(c.n, c.b) for c in ref], _ratio(ref_b, ref_n))
     ref_index = {c.pod: i for i, c in enumerate(ref)}
     # Session gauges of the reference pods that export them, for the users' check.
-    gauged = {c.pod: g for c in ref if (g := _sessions(by_pod[c.pod])) is not None}
+    readings = {
+        c.pod: users_check.reading(by_pod[c.pod].active_sessions, by_pod[c.pod].degraded_sessions)
+        for c in evidence_counts
+    }
+    gauged = {c.pod: r for c in ref if isinstance(r := readings.get(c.pod), tuple)}
     ref_sessions = (sum(a for a, _ in gauged.values()), sum(h for _, h in gauged.values()))
+    span = users_check.recent_span(window_seconds, d.interval_seconds)
     h = sequential.threshold(d.false_drains_per_pod_year, d.interval_seconds)
     new_tracks: dict[str, Track] = {}
     alarms: set[str] = set()
+    held_by_users: set[str] = set()  # would alarm, but too few of their users are hurt
     for c in evidence_counts:
         t = tracks.get(c.pod, Track())
         is_judged = c.n >= d.min_requests
@@ -489,11 +463,14 @@ def analyze(
             estimate = min(estimate, sequential.DISPERSION_STEP * max(1.0, t.dispersion))
         disp = t.dispersion + (estimate - t.dispersion) / disp_n
         phi = max(1.0, disp)
-        cusum, evidence_time, run, hurt = t.cusum, t.evidence_time, t.run, t.hurt
-        mine = gauged.get(c.pod, (0.0, 0.0))
-        excess = _excess_sessions(
-            by_pod[c.pod], (ref_sessions[0] - mine[0], ref_sessions[1] - mine[1])
-        )
+        cusum, evidence_time, run, hurt, recent = t.cusum, t.evidence_time, t.run, t.hurt, t.recent
+        gauges = readings[c.pod]
+        checked = sessions_expected or gauges != users_check.MISSING
+        excess = None
+        if isinstance(gauges, tuple):
+            mine = gauged.get(c.pod, (0.0, 0.0))
+            rest_sessions = (ref_sessions[0] - mine[0], ref_sessions[1] - mine[1])
+            excess = users_check.excess(gauges, rest_sessions)
         fresh = is_judged
         moved = d.one_shot or t.seen_time is None or now > t.seen_time
         if comparable and moved:
@@ -523,7 +500,9 @@ def analyze(
             else:
                 run = (t.run[0] + new_n, t.run[1] + min(new_n, new_b))
                 if excess is not None:
-                    hurt = (t.hurt[0] + 1.0, t.hurt[1] + max(excess, -1e9))
+                    hurt = (t.hurt[0] + 1.0, t.hurt[1] + excess)
+            if excess is not None:
+                recent = (*t.recent, excess)[-span:]
         outlier_now = (
             comparable
             and c.b > 0
@@ -535,13 +514,22 @@ def analyze(
         # evidence too, and noise lets its window pass now and then. The ratio since its change
         # began is a long-run estimate: it must clear the same thresholds.
         run_clears = _run_clears(run, d, base)
-        users_clear = _users_clear(hurt, excess is not None, d)
-        # A one-off report has no history: the window's exact test decides alone.
-        alarm = (
+        # A one-off report has no history: the window's exact test decides alone, and the
+        # users' check looks at this window's excess only.
+        if not checked:
+            users_clear = True
+        elif excess is None:
+            users_clear = False  # gauges expected but missing or impossible: no drain now
+        elif d.one_shot:
+            users_clear = excess >= d.min_degraded_sessions - 1e-9
+        else:
+            users_clear = users_check.clear(hurt, recent, span, d.min_degraded_sessions)
+        would = (
             c.pod in flagged
             if d.one_shot
-            else outlier_now and run_clears and users_clear and max(cusum, default=0.0) >= h - 1e-9
+            else outlier_now and run_clears and max(cusum, default=0.0) >= h - 1e-9
         )
+        alarm = would and users_clear
         fails, passes, degraded = t.fails, t.passes, t.degraded
         if alarm:
             fails, passes = min(fails + 1, d.consecutive), 0
@@ -551,6 +539,8 @@ def analyze(
             degraded = degraded and passes < d.recovery_evaluations
         if alarm:
             alarms.add(c.pod)
+        elif would:
+            held_by_users.add(c.pod)
         new_tracks[c.pod] = Track(
             fails,
             passes,
@@ -565,6 +555,7 @@ def analyze(
             disp_n,
             run,
             hurt,
+            recent,
         )
     # A pod without data this time keeps its state: absence of evidence is not recovery.
     for s in ordered:
@@ -610,6 +601,13 @@ def analyze(
     else:
         classification = HEALTHY
         reason = "no pod is significantly worse than the rest"
+    if held_by_users:
+        # Said out loud: a pod that looks bad by its requests and is left serving must not
+        # leave people guessing (nor hide session gauges that read 0 by mistake).
+        reason += (
+            f"; not drained, too few hurt users by the session gauges, or none read "
+            f"(minDegradedSessions {d.min_degraded_sessions}): {', '.join(sorted(held_by_users))}"
+        )
     degraded_pods = tuple(
         c.pod
         for c in considered

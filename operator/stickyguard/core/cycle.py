@@ -174,6 +174,7 @@ def decide(
             tracks,
             now=metrics.time,
             window_seconds=metrics.window_seconds,
+            sessions_expected=policy.prometheus.session_gauges,
         )
         new_memory = Memory(tracks=dict(findings.tracks))
         sessions = {s.pod: s.active_sessions for s in metrics.samples}

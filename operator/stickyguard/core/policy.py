@@ -120,6 +120,11 @@ class PrometheusSpec:
     max_staleness_seconds: int = 120
     queries: Queries = field(default_factory=Queries)
 
+    @property
+    def session_gauges(self) -> bool:
+        """The policy reads both session gauges (the detector then counts users too)."""
+        return bool(self.queries.active_sessions and self.queries.degraded_sessions)
+
     def templates(self) -> dict[str, str]:
         """Signal name -> query template: the preset's total/bad (and its freshness check)
         unless overridden, plus the optional session signals that are configured."""

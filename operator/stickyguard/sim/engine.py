@@ -210,6 +210,11 @@ def _stickyguard_policy(sc: Scenario) -> Policy:
         "detection": {"intervalSeconds": 15},
         "actions": {"mode": "Enforce", "drain": {"drainTimeoutSeconds": 300}},
     }
+    if sc.session_metrics:  # as the app's policy would read them (the simulator fills them)
+        spec["prometheus"]["queries"] = {
+            "activeSessions": "sum by ({pod_label}) (app_sessions_active{{selector}})",
+            "degradedSessions": "sum by ({pod_label}) (app_sessions_degraded{{selector}})",
+        }
     for key, value in sc.policy.items():
         spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
     return parse_policy({"metadata": {"name": "sim", "namespace": "sim"}, "spec": spec})
