@@ -27,7 +27,7 @@ from operator_support import (
     get_policy,
     policy_body,
 )
-from stickyguard.core.names import DRAINED_BY, ISOLATED_AT, SERVING, UNDRAIN
+from stickyguard.core.names import CORDONED_BY, DRAINED_BY, ISOLATED_AT, SERVING, UNDRAIN
 from stickyguard_lab import testenv
 from stickyguard_lab.apiproxy import ApiProxy, describe
 from stickyguard_lab.controlplane import write_kubeconfig
@@ -299,6 +299,57 @@ def test_a_failed_nth_write_of_every_action_converges(
             run_trial(flow, n)
     finally:
         sup.stop_all()
+
+
+def test_a_failed_cordon_write_converges(
+    lab: testenv.LabEnv,
+    without_session_operator: None,
+    api_proxy: ApiProxy,
+    fleet: Fleet,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A cordon is one apply (unschedulable and the record together): when it fails, nothing
+    is recorded, so the next cycle plans it again and the node ends up cordoned once."""
+    sup = Supervisor(tmp_path)
+    op = proxied_operator(lab, api_proxy, tmp_path, sup, "cordon")
+    node = ""
+    try:
+        op.start()
+        create_policy(
+            custom,
+            policy_body(
+                "web",
+                namespace,
+                actions={"cordonNode": True, "drain": {"method": "ReadinessGate", "evict": False}},
+                safety={"maxDrainedPercent": 50, "minReadyPods": 2, "cooldownSeconds": 0},
+            ),
+        )
+        fleet.wait_all_ready(timeout=90)
+        by_node: dict[str, list[str]] = {}
+        for p in fleet.pods():
+            by_node.setdefault(p.spec.node_name, []).append(p.metadata.name)
+        # Exactly two bad pods on one node, as in test_operator's cordon test.
+        node, on_node = next((n, ps) for n, ps in sorted(by_node.items()) if len(ps) >= 2)
+        failed_before = len(api_proxy.failed)
+        api_proxy.fail_nth(1, lambda method, path: path == f"/api/v1/nodes/{node}")
+        for bad in sorted(on_node)[:2]:
+            fleet.exporter.set_ratio(bad, 0.2)
+        wait_for(
+            lambda: core.read_node(node).spec.unschedulable,
+            timeout=120,
+            what=f"{node} cordoned after its first cordon write failed",
+            detail=lambda: f"{describe(api_proxy.writes[-12:])}\n{op.log()}",
+        )
+        assert len(api_proxy.failed) == failed_before + 1, "the fault was injected"
+        assert core.read_node(node).metadata.annotations[CORDONED_BY] == f"{namespace}/web"
+    finally:
+        api_proxy.clear_faults()
+        sup.stop_all()
+        if node:
+            core.patch_node(node, {"spec": {"unschedulable": False}})
 
 
 # --- deletion -----------------------------------------------------------------------------------
