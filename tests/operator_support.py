@@ -108,6 +108,27 @@ class Fleet:
         self.exporter.stop()
 
 
+def cordon_policy(namespace: str) -> dict[str, Any]:
+    """A policy that cordons the node holding the damage (drains without evicting, so the two
+    bad pods stay on it), with room in its budgets for both drains."""
+    return policy_body(
+        "web",
+        namespace,
+        actions={"cordonNode": True, "drain": {"method": "ReadinessGate", "evict": False}},
+        safety={"maxDrainedPercent": 50, "minReadyPods": 2, "cooldownSeconds": 0},
+    )
+
+
+def two_pods_on_one_node(fleet: Fleet) -> tuple[str, list[str]]:
+    """A node and exactly two of our pods on it: the binding may put more of ours there, and
+    marking them all bad could reach fleetWideFraction and rightly make it fleet-wide."""
+    by_node: dict[str, list[str]] = {}
+    for p in fleet.pods():
+        by_node.setdefault(p.spec.node_name, []).append(p.metadata.name)
+    node, on_node = next((n, ps) for n, ps in sorted(by_node.items()) if len(ps) >= 2)
+    return node, sorted(on_node)[:2]
+
+
 def create_policy(custom: client.CustomObjectsApi, body: dict[str, Any]) -> None:
     custom.create_namespaced_custom_object(
         GVR[0], GVR[1], body["metadata"]["namespace"], GVR[2], body

@@ -23,9 +23,11 @@ from operator_support import (
     GVR,
     Fleet,
     condition,
+    cordon_policy,
     create_policy,
     get_policy,
     policy_body,
+    two_pods_on_one_node,
 )
 from stickyguard.core.names import CORDONED_BY, DRAINED_BY, ISOLATED_AT, SERVING, UNDRAIN
 from stickyguard_lab import testenv
@@ -318,24 +320,12 @@ def test_a_failed_cordon_write_converges(
     node = ""
     try:
         op.start()
-        create_policy(
-            custom,
-            policy_body(
-                "web",
-                namespace,
-                actions={"cordonNode": True, "drain": {"method": "ReadinessGate", "evict": False}},
-                safety={"maxDrainedPercent": 50, "minReadyPods": 2, "cooldownSeconds": 0},
-            ),
-        )
+        create_policy(custom, cordon_policy(namespace))
         fleet.wait_all_ready(timeout=90)
-        by_node: dict[str, list[str]] = {}
-        for p in fleet.pods():
-            by_node.setdefault(p.spec.node_name, []).append(p.metadata.name)
-        # Exactly two bad pods on one node, as in test_operator's cordon test.
-        node, on_node = next((n, ps) for n, ps in sorted(by_node.items()) if len(ps) >= 2)
+        node, bad_pods = two_pods_on_one_node(fleet)
         failed_before = len(api_proxy.failed)
         api_proxy.fail_nth(1, lambda method, path: path == f"/api/v1/nodes/{node}")
-        for bad in sorted(on_node)[:2]:
+        for bad in bad_pods:
             fleet.exporter.set_ratio(bad, 0.2)
         wait_for(
             lambda: core.read_node(node).spec.unschedulable,

@@ -16,10 +16,12 @@ from operator_support import (
     Fleet,
     Story,
     condition,
+    cordon_policy,
     create_policy,
     events,
     get_policy,
     policy_body,
+    two_pods_on_one_node,
 )
 from stickyguard.core.names import (
     CORDONED_BY,
@@ -519,23 +521,9 @@ def test_cordon_the_node_the_damage_concentrates_on(
     core: client.CoreV1Api,
     namespace: str,
 ) -> None:
-    create_policy(
-        custom,
-        policy_body(
-            "web",
-            namespace,
-            actions={"cordonNode": True, "drain": {"method": "ReadinessGate", "evict": False}},
-            safety={"maxDrainedPercent": 50, "minReadyPods": 2, "cooldownSeconds": 0},
-        ),
-    )
+    create_policy(custom, cordon_policy(namespace))
     fleet.wait_all_ready()
-    by_node: dict[str, list[str]] = {}
-    for p in fleet.pods():
-        by_node.setdefault(p.spec.node_name, []).append(p.metadata.name)
-    # Exactly two bad pods, both on one node (the binding may put more of ours there; marking
-    # them all could reach fleetWideFraction and rightly make it fleet-wide).
-    node, on_node = next((n, ps) for n, ps in sorted(by_node.items()) if len(ps) >= 2)
-    bad = sorted(on_node)[:2]
+    node, bad = two_pods_on_one_node(fleet)
     for p in bad:
         fleet.exporter.set_ratio(p, 0.2)
     try:
