@@ -90,6 +90,14 @@ def test_a_pod_that_hurts_many_users_is_drained() -> None:
     assert times and times[0] <= 8 * INTERVAL
 
 
+def test_counted_users_lower_the_evidence_floor_to_three_intervals() -> None:
+    # A severe fault: by requests alone its evidence must span four intervals (one client's
+    # cluster could be most of the threshold); with hurt users counted, the three the window's
+    # burst discount needs anyway.
+    assert offered(10, (20.0, 9.0), steps=10)[:1] == [3 * INTERVAL]
+    assert offered(10, None, steps=10)[:1] == [4 * INTERVAL]
+
+
 def test_hurt_sessions_are_counted_beyond_the_fleets_share() -> None:
     # The fleet's share (1/20) predicts 1 of 20; the excess is scaled by what is left to hurt:
     # (2.9 - 1) / 0.95 = 2, the default minimum.
