@@ -17,17 +17,22 @@ from stickyguard_lab.procs import StartupError
 def _demo(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m stickyguard_lab demo",
-        description="replay an incident twice on a local cluster, operator off then on",
+        description="replay an incident on a local cluster: two shops side by side, the same "
+        "users and the same fault, one guarded by stickyguard",
     )
-    p.add_argument("--state-dir", type=Path, default=Path(".demo"))
-    p.add_argument("--report", type=Path, default=Path("bench/results/demo-report.json"))
-    p.add_argument("--duration", type=float, default=200.0, help="seconds of load per run")
-    p.add_argument("--users", type=int, default=300)
-    args = p.parse_args(argv)
     from stickyguard_lab.demo import Demo, DemoSettings
     from stickyguard_lab.demoreport import headline, render_html, table
 
-    report = Demo(args.state_dir, DemoSettings(duration=args.duration, users=args.users)).run()
+    default = DemoSettings()
+    p.add_argument("--state-dir", type=Path, default=Path(".demo"))
+    p.add_argument("--report", type=Path, default=Path("bench/results/demo-report.json"))
+    p.add_argument("--duration", type=float, default=default.duration, help="seconds of load")
+    p.add_argument("--users", type=int, default=default.users)
+    p.add_argument("--seed", type=int, default=default.seed, help="the users' plan of arrivals")
+    args = p.parse_args(argv)
+
+    settings = DemoSettings(duration=args.duration, users=args.users, seed=args.seed)
+    report = Demo(args.state_dir, settings).run()
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     page = args.report.with_suffix(".html")
@@ -58,7 +63,8 @@ def main(argv: list[str]) -> int:
         return 130
     print(
         "usage: python -m stickyguard_lab testenv up|down|status [--dir DIR]\n"
-        "       python -m stickyguard_lab demo [--report FILE] [--duration S] [--users N]",
+        "       python -m stickyguard_lab demo [--report FILE] [--duration S] [--users N]"
+        " [--seed K]",
         file=sys.stderr,
     )
     return 2

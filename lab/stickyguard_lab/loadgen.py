@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ class LoadResult:
 def _session(
     host: str,
     port: int,
+    vhost: str | None,
     user: int,
     requests: int,
     interval: float,
@@ -48,6 +50,8 @@ def _session(
         if time.monotonic() > deadline:
             break
         headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else {}
+        if vhost:
+            headers["Host"] = vhost
         try:
             conn.request("GET", "/", headers=headers)
             resp = conn.getresponse()
@@ -84,9 +88,13 @@ def run_load(
     seed: int = 1,
     workers: int = 160,
     progress: bool = True,
+    vhost: str | None = None,
+    label: str = "",
 ) -> LoadResult:
     """Each of `users` users opens `sessions` sessions (each with a fresh cookie jar) at random
-    times over `duration` seconds; returning users are what makes sticky damage repeat."""
+    times over `duration` seconds; returning users are what makes sticky damage repeat.
+    `vhost` is the Host header (a load balancer routing by host name); `label` starts the
+    progress lines (several loads at once)."""
     rng = random.Random(seed)
     plan = sorted(
         (rng.uniform(0, duration), user) for user in range(users) for _ in range(sessions)
@@ -95,6 +103,7 @@ def run_load(
     start = result.started
     deadline = start + duration + requests * interval * 2
     next_report = start + duration / 10
+    prefix = f"{label:<12}" if label else ""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for offset, user in plan:
             time.sleep(max(0.0, start + offset - time.monotonic()))
@@ -102,6 +111,7 @@ def run_load(
                 _session,
                 host,
                 port,
+                vhost,
                 user,
                 requests,
                 interval,
@@ -111,12 +121,13 @@ def run_load(
             )
             if progress and time.monotonic() >= next_report:
                 next_report += duration / 10
-                print(
-                    f"  {time.monotonic() - start:5.0f}s  requests {result.requests:6d}  "
+                # One write per line: loads running side by side must not mix their lines.
+                sys.stdout.write(
+                    f"  {prefix}{time.monotonic() - start:5.0f}s  requests {result.requests:6d}  "
                     f"bad {result.requests_bad_pct:5.2f}%  users hurt so far "
-                    f"{len(result.affected)}",
-                    flush=True,
+                    f"{len(result.affected)}\n"
                 )
+                sys.stdout.flush()
     return result
 
 
