@@ -90,12 +90,45 @@ def test_a_pod_that_hurts_many_users_is_drained() -> None:
     assert times and times[0] <= 8 * INTERVAL
 
 
-def test_counted_users_lower_the_evidence_floor_to_three_intervals() -> None:
-    # A severe fault: by requests alone its evidence must span four intervals (one client's
-    # cluster could be most of the threshold); with hurt users counted, the three the window's
-    # burst discount needs anyway.
-    assert offered(10, (20.0, 9.0), steps=10)[:1] == [3 * INTERVAL]
-    assert offered(10, None, steps=10)[:1] == [4 * INTERVAL]
+def test_two_clients_retrying_for_thirty_seconds_do_not_drain_a_healthy_pod() -> None:
+    # Two users' clients retry 15 times each, 2 s apart: 30 bad answers over three 15 s
+    # intervals, two hurt sessions beyond the fleet's share, which clears the users' check. Only
+    # the clip (no interval gives more than a quarter of the threshold) stands between this and a
+    # drain: a clip of a third, tried once for speed, drained it.
+    burst = {20: 5, 21: 15, 22: 10}
+    tracks: dict[str, Track] = {}
+    counters = [[0.0, 0.0] for _ in range(PODS)]
+    history: list[list[tuple[float, float]]] = [[] for _ in range(PODS)]
+    for step in range(40):
+        samples = []
+        for i in range(PODS):
+            extra = burst.get(step, 0) if i == 0 else 0
+            counters[i][0] += PER_INTERVAL + extra
+            counters[i][1] += extra
+            history[i] = [*history[i], (PER_INTERVAL + extra, extra)][-WINDOW:]
+            samples.append(
+                PodSample(
+                    f"pod-{i:02d}",
+                    sum(n for n, _ in history[i]),
+                    sum(b for _, b in history[i]),
+                    active_sessions=20.0,
+                    degraded_sessions=3.0 if i == 0 and 20 <= step < 30 else 1.0,
+                    total_counter=counters[i][0],
+                    bad_counter=counters[i][1],
+                )
+            )
+        f = analyze(
+            samples,
+            {},
+            Detection(),
+            Impact(),
+            tracks,
+            now=(step + 1) * INTERVAL,
+            window_seconds=WINDOW * INTERVAL,
+            sessions_expected=True,
+        )
+        assert f.degraded_pods == (), f"step {step}: {f.reason}"
+        tracks = dict(f.tracks)
 
 
 def test_hurt_sessions_are_counted_beyond_the_fleets_share() -> None:

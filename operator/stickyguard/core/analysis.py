@@ -494,12 +494,7 @@ def analyze(
                     new_n, sequential.arrived_bad([j for _, j in arrivals[c.pod]], plausible)
                 )
             increments = tuple(sequential.llr(new_b, new_n, base, p1) / phi for p1 in charts)
-            floor = (
-                sequential.MIN_EVIDENCE_INTERVALS_USERS_COUNTED
-                if checked
-                else sequential.MIN_EVIDENCE_INTERVALS
-            )
-            cusum, evidence_time = sequential.update(t.cusum, increments, h, floor), now
+            cusum, evidence_time = sequential.update(t.cusum, increments, h), now
             if max(cusum, default=0.0) <= 0.0:
                 run, hurt = (0.0, 0.0), (0.0, 0.0)
             else:

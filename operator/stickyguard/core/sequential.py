@@ -21,12 +21,8 @@ _P1_MAX = 0.9
 # The CUSUM is capped a little above the threshold so that a pod that was bad for an hour
 # recovers in minutes once it is good again (the cap never delays an alarm).
 CAP_FACTOR = 1.5
-# The fewest intervals a drain's evidence comes from (see `update`). When the pod's users are
-# counted (session gauges), one client's cluster of bad events cannot drain it whatever its
-# weight (see users_check), so the floor drops to the three faulty intervals that the window
-# judged now needs anyway (see `discount_burst`).
+# The fewest intervals a drain's evidence comes from (see `update`).
 MIN_EVIDENCE_INTERVALS = 4
-MIN_EVIDENCE_INTERVALS_USERS_COUNTED = 3
 # Jumps of the window's bad count older than a window have left the window; the estimate of
 # Evaluations in the running mean of the overdispersion (240 x 15 s: an hour).
 DISPERSION_MEMORY = 240
@@ -61,22 +57,17 @@ def llr(bad: float, total: float, p0: float, p1: float) -> float:
     return bad * math.log(p1 / p0) + good * (math.log1p(-p1) - math.log1p(-p0))
 
 
-def update(
-    cusum: Sequence[float],
-    increments: Sequence[float],
-    h: float,
-    min_intervals: int = MIN_EVIDENCE_INTERVALS,
-) -> tuple[float, ...]:
-    """One CUSUM step per chart: S <- min(cap, max(0, S + min(x, h / min_intervals))).
+def update(cusum: Sequence[float], increments: Sequence[float], h: float) -> tuple[float, ...]:
+    """One CUSUM step per chart: S <- min(cap, max(0, S + min(x, h / MIN_EVIDENCE_INTERVALS))).
 
     No interval gives more than its share of the threshold, so a drain always rests on evidence
-    from at least `min_intervals` intervals. Clustered bad events (a client's retries,
+    from at least MIN_EVIDENCE_INTERVALS intervals. Clustered bad events (a client's retries,
     one session's failing calls) have a heavy tail that the overdispersion factor, a mean,
     cannot tame: one cluster of 20 in an interval of a clean pod is worth most of h by itself.
     A real fault keeps giving evidence every interval, and the window judged now (see
     `discount_burst`) already needs three faulty intervals, so the clip delays no drain."""
     cap = CAP_FACTOR * h
-    most = h / min_intervals
+    most = h / MIN_EVIDENCE_INTERVALS
     if not cusum:
         cusum = (0.0,) * len(increments)
     return tuple(
