@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -65,7 +66,9 @@ def broken(facts: Facts) -> dict[str, str]:
 
 
 def test_healthy_passes_everything() -> None:
-    assert set(results(HEALTHY).values()) == {PASS}
+    out = results(HEALTHY)
+    assert out.pop("sessions") == SKIP  # this policy reads no session gauges (see below)
+    assert set(out.values()) == {PASS}
 
 
 @pytest.mark.parametrize(("age", "result"), [(4.0, PASS), (None, WARN), (600.0, WARN)])
@@ -187,3 +190,56 @@ def test_traefik_stickiness_is_read_from_the_service_not_the_ingress() -> None:
         ),
     )
     assert results(off)["affinity"] == WARN
+
+
+# --- session gauges ------------------------------------------------------------------------------
+GAUGED = replace(
+    HEALTHY,
+    policy=policy(
+        prometheus={
+            "queries": {
+                "activeSessions": "sum by (pod) (sessions_active)",
+                "degradedSessions": "sum by (pod) (sessions_degraded)",
+            }
+        }
+    ),
+)
+
+
+def sessions(active: list[float], hurt: list[float]) -> Facts:
+    pods = [p.name for p in PODS]
+    return replace(
+        GAUGED,
+        sessions={
+            "activeSessions": dict(zip(pods, active, strict=True)),
+            "degradedSessions": dict(zip(pods, hurt, strict=True)),
+        },
+    )
+
+
+def sessions_check(facts: Facts) -> Any:
+    return next(c for c in doctor.diagnose(facts) if c.name == "sessions")
+
+
+def test_sessions_are_skipped_without_gauges_and_say_what_that_costs() -> None:
+    check = sessions_check(HEALTHY)
+    assert check.result == SKIP and "one user whose calls all fail" in check.detail
+
+
+def test_plausible_gauges_pass_with_their_totals() -> None:
+    check = sessions_check(sessions([20, 25, 18], [1, 0, 2]))
+    assert (check.result, check.detail) == (PASS, "63 active sessions, 3 of them hurt, on 3 pods")
+
+
+@pytest.mark.parametrize("hurt", [[1, -1, 0], [1, math.nan, 0]])
+def test_impossible_gauges_fail_naming_the_pod(hurt: list[float]) -> None:
+    check = sessions_check(sessions([20, 25, 18], hurt))
+    assert check.result == FAIL and check.detail.startswith("web-1:") and check.fix
+
+
+def test_hurt_at_least_active_on_most_pods_looks_like_a_counter() -> None:
+    check = sessions_check(sessions([20, 25, 18], [340, 25, 2]))
+    assert check.result == WARN and "counts every session ever hurt" in check.detail
+    assert "gauge that falls" in check.fix
+    # One pod whose sessions are all hurt is what a bad pod looks like: no warning.
+    assert sessions_check(sessions([20, 25, 18], [20, 0, 1])).result == PASS

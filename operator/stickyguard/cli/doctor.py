@@ -92,6 +92,7 @@ def gather(api: Any, namespace: str, name: str, url: str | None, operator_sa: st
         pass  # no Ingress access: the affinity check then relies on Services only
     url = policy.prometheus.url or url
     prom_error, series, errors, ages = None, {}, {}, None
+    sessions: dict[str, dict[str, float]] = {}
     if url:
         reader = PrometheusReader(url, policy.prometheus.timeout_seconds)
         now = time.time()
@@ -111,6 +112,8 @@ def gather(api: Any, namespace: str, name: str, url: str | None, operator_sa: st
                     ages = {pod: now - ts for pod, ts in values.items()}
                 else:
                     series[signal] = frozenset(values)
+                if signal in ("activeSessions", "degradedSessions"):
+                    sessions[signal] = dict(values)
     access, rbac_error = [], None
     authz = client.AuthorizationV1Api(api)
     for a in doctor.required_access(policy):
@@ -152,6 +155,7 @@ def gather(api: Any, namespace: str, name: str, url: str | None, operator_sa: st
         series=series,
         query_errors=errors,
         scrape_age=ages,
+        sessions=sessions,
         operator=user,
         access=access,
         rbac_error=rbac_error,

@@ -4,6 +4,7 @@ Each check passes, warns or fails and says how to fix it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from stickyguard.core.doctor_facts import (
@@ -250,6 +251,58 @@ def check_freshness(facts: Facts) -> Check:
     return Check("freshness", PASS, f"every pod scraped within {limit}s")
 
 
+def check_sessions(facts: Facts) -> Check:
+    """Session gauges that cannot be true, or that look like counters: the detector's users'
+    check trusts them (a pod is drained only when enough of its users are hurt)."""
+    if facts.policy is None or not facts.pods or not _prometheus_ok(facts):
+        return Check("sessions", SKIP, "needs selected pods and a reachable Prometheus")
+    if not facts.policy.prometheus.session_gauges:
+        return Check(
+            "sessions",
+            SKIP,
+            "the policy reads no session gauges (activeSessions, degradedSessions): drains "
+            "count requests only, so one user whose calls all fail can get a pod drained",
+        )
+    active = facts.sessions.get("activeSessions", {})
+    hurt = facts.sessions.get("degradedSessions", {})
+    both = sorted(set(active) & set(hurt))
+    if not both:
+        return Check("sessions", SKIP, "no pod has both session gauges (see the series check)")
+    impossible = [
+        p
+        for p in both
+        if not (math.isfinite(active[p]) and math.isfinite(hurt[p])) or active[p] < 0 or hurt[p] < 0
+    ]
+    if impossible:
+        return Check(
+            "sessions",
+            FAIL,
+            f"{name_list(impossible)}: a session gauge is negative or not a number "
+            "(stickyguard drains none of these pods while it reads so)",
+            "fix the exporter or the activeSessions/degradedSessions queries: each counts "
+            "sessions, 0 or more",
+        )
+    busy = [p for p in both if active[p] > 0]
+    saturated = [p for p in busy if hurt[p] >= active[p]]
+    if len(saturated) >= 2 and 2 * len(saturated) >= len(busy):
+        return Check(
+            "sessions",
+            WARN,
+            f"degradedSessions is at least activeSessions on {len(saturated)} of {len(busy)} "
+            f"pods with sessions ({name_list(saturated)}): either nearly every session is "
+            "hurt now, or it counts every session ever hurt",
+            "degradedSessions must count the sessions active now that got a bad answer (a gauge "
+            "that falls as they end); a counter of sessions ever hurt passes the users' check "
+            "for good and lets one failing user drain pods (docs/analysis.md)",
+        )
+    return Check(
+        "sessions",
+        PASS,
+        f"{sum(active[p] for p in both):.0f} active sessions, "
+        f"{sum(hurt[p] for p in both):.0f} of them hurt, on {len(both)} pods",
+    )
+
+
 def check_rbac(facts: Facts) -> Check:
     if facts.policy is None:
         return Check("rbac", SKIP, "no valid policy")
@@ -306,6 +359,7 @@ CHECKS = (
     check_prometheus,
     check_series,
     check_freshness,
+    check_sessions,
     check_rbac,
 )
 

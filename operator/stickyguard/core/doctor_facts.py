@@ -64,6 +64,8 @@ class Facts:
     query_errors: Mapping[str, str] = field(default_factory=dict)
     # pod -> seconds since its last scrape (only for presets with a freshness query)
     scrape_age: Mapping[str, float] | None = None
+    # "activeSessions" / "degradedSessions" -> pod -> value now (when the policy reads them)
+    sessions: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     operator: str = "system:serviceaccount:stickyguard-system:stickyguard"
     access: Sequence[Access] = ()
     rbac_error: str | None = None
