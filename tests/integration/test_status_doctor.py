@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from operator_support import Fleet, create_policy, policy_body
+from operator_support import GVR, Fleet, create_policy, policy_body
 from stickyguard.core.names import SERVING
 from stickyguard_lab import testenv
 from stickyguard_lab.kubectl import apply, kubectl
@@ -295,3 +295,30 @@ def test_rbac_missing_a_verb_fails_the_rbac_check(
     checks = doctor.run(f"--operator-service-account={namespace}:limited")
     assert failing(checks) == {"rbac": "fail"}
     assert "patch pods/status" in checks["rbac"]["detail"]  # the readiness gate
+
+
+def test_session_gauges_are_read_from_prometheus_and_judged(
+    setup: tuple[Fleet, Doctor], custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    _, doctor = setup
+    doctor.healthy()
+    active = 'sum by (pod) (app_sessions_active{namespace="{namespace}"})'
+
+    def read_gauges(degraded: str, result: str) -> dict[str, str]:
+        queries = {"activeSessions": active, "degradedSessions": degraded}
+        custom.patch_namespaced_custom_object(
+            GVR[0], GVR[1], namespace, GVR[2], "web", {"spec": {"prometheus": {"queries": queries}}}
+        )
+        return wait_for(
+            lambda: (c := doctor.run()["sessions"])["result"] == result and c,
+            timeout=60,
+            what=f"the sessions check to {result}",
+            detail=lambda: json.dumps(doctor.run()["sessions"]),
+        )
+
+    # The exporter's 50 sessions on each of the 3 pods, none hurt.
+    check = read_gauges(f"{active} * 0", "pass")
+    assert check["detail"] == "150 active sessions, 0 of them hurt, on 3 pods"
+    # A "hurt" gauge above the active one on every pod reads like a counter of sessions ever hurt.
+    check = read_gauges(f"{active} * 2", "warn")
+    assert "counts every session ever hurt" in check["detail"] and "gauge" in check["fix"]
