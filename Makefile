@@ -20,7 +20,7 @@ help:
 	@echo "make testenv-up    start the local control plane, node agent and Prometheus ($(TESTENV)/)"
 	@echo "make testenv-down  stop them"
 	@echo "make test          lint (ruff, mypy, import contracts) + the whole test suite"
-	@echo "make demo          replay an incident on a local cluster, operator off then on"
+	@echo "make demo          replay an incident on a local cluster, with and without the operator"
 	@echo "make image         build the operator image $(IMAGE) (needs Docker)"
 	@echo "make image-ci      build it without Docker (buildah on a local Debian base; root)"
 	@echo "make kind-up       create the kind cluster of kind-config.yaml and install cert-manager"
