@@ -170,8 +170,14 @@ def test_operator_from_the_rendered_deployment_works(
     }
     env.update(STICKYGUARD_PROMETHEUS_URL=lab.prometheus.url, KUBECONFIG=str(kubeconfig))
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    busy = [p for p in ports.values() if not port_free(p)]
-    assert not busy, f"ports of the rendered Deployment in use here: {busy}"
+    # The test before may have just stopped a process on one of them (the demo app's 8080):
+    # give its exit a few seconds before calling the port taken.
+    wait_for(
+        lambda: all(port_free(p) for p in ports.values()),
+        timeout=20,
+        what="the rendered Deployment's ports free here",
+        detail=lambda: str([p for p in ports.values() if not port_free(p)]),
+    )
     import shutil
     import sys
 
