@@ -71,7 +71,11 @@ class DemoSettings:
     duration: float = 600.0
     fault_at: float = 10.0  # seconds into the load
     fault_rate: float = 0.05  # share of the bad pod's answers that are degraded
-    users: int = 900  # 3 sessions each over the duration: about 9 requests/s per pod
+    # 3 sessions each over the duration: about 18 requests/s per pod, still a quiet shop. The
+    # detector needs about eight of the bad pod's bad answers, so detection time scales with
+    # the pod's traffic: at 900 users (9 requests/s) a drain took a median 26 s, not 21 s
+    # (bench/results/demo-seeds-900users.md).
+    users: int = 1800
     seed: int = 1  # the users' plan of arrivals (the same in both shops)
     sessions: int = 3
     requests: int = 12
