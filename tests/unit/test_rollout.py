@@ -131,3 +131,43 @@ def test_no_comparison_is_inconclusive_never_fail() -> None:
     assert thin_old.verdict == INCONCLUSIVE
     no_rollout = judge(policy, new, meta, "v2")
     assert no_rollout.verdict == INCONCLUSIVE and "no rollout" in no_rollout.reason
+
+
+def _fleet_wide_false_fails(old_events: int, draws: int, seed: int) -> float:
+    """Share of evaluations that fail a healthy version during a fleet-wide 5% outage, the old
+    cohort drawn at random with `old_events` events (the new one: 3 pods x 1000 at 5%)."""
+    import random
+
+    rng = random.Random(seed)
+    meta = {f"new-{i}": PodMeta(f"new-{i}", labels={"pod-template-hash": "v2"}) for i in range(3)}
+    meta["old-0"] = PodMeta("old-0", labels={"pod-template-hash": "v1"})
+    fails = 0
+    for _ in range(draws):
+        samples = [
+            PodSample(f"new-{i}", 1000.0, float(sum(rng.random() < 0.05 for _ in range(1000))))
+            for i in range(3)
+        ]
+        old_bad = float(sum(rng.random() < 0.05 for _ in range(old_events)))
+        samples.append(PodSample("old-0", float(old_events), old_bad))
+        fails += judge(policy(), samples, meta, "v2").verdict == FAIL
+    return fails / draws
+
+
+def test_a_small_old_cohort_in_a_fleet_wide_outage_seldom_fails_a_healthy_version() -> None:
+    """The old cohort's ratio is an estimate too: 50 old events at 5% have no bad event one time
+    in 13, and judged against that 0% as if it were known the healthy new version failed that
+    often (and a `fail` latches). Compared as two samples, it fails no more often than the
+    test's level (1 - confidence), whatever the old cohort's size."""
+    level = 1.0 - policy().detection.confidence
+    for old_events in (50, 60, 100, 300):
+        rate = _fleet_wide_false_fails(old_events, draws=400, seed=old_events)
+        assert rate <= 2 * level, (old_events, rate)
+
+
+def test_a_bad_version_still_fails_against_a_small_old_cohort() -> None:
+    """The two-sample test keeps its power: 10% bad on the new version against 100 old events
+    at 0.5% fails."""
+    meta = {f"new-{i}": PodMeta(f"new-{i}", labels={"pod-template-hash": "v2"}) for i in range(3)}
+    meta["old-0"] = PodMeta("old-0", labels={"pod-template-hash": "v1"})
+    samples = [PodSample(f"new-{i}", 1000.0, 100.0) for i in range(3)]
+    assert judge(policy(), [*samples, PodSample("old-0", 100.0, 0.0)], meta, "v2").verdict == FAIL
