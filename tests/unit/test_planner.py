@@ -316,7 +316,12 @@ def test_cordon_the_node_holding_the_damage_once() -> None:
         PodSample(f"pod-{i:02d}", 2000, 2000 * (0.1 if i in (0, 3) else 0.001)) for i in range(9)
     ]
     meta = {f"pod-{i:02d}": PodMeta(f"pod-{i:02d}", node=f"n{i % 3}") for i in range(9)}
-    f = analyze(samples, meta, p.detection, p.impact)
+    # A first look has no sequential evidence yet: outliers of the window, but no cordon (a
+    # cordon needs what a drain needs).
+    first = analyze(samples, meta, p.detection, p.impact)
+    assert set(first.outlier_pods) >= {"pod-00", "pod-03"} and not first.degraded_pods
+    assert CORDON not in [a.kind for a in plan(p, pods(9), first, None, [], NOW).actions]
+    f = analyze(samples, meta, single_shot(p.detection), p.impact)
     pl = plan(p, pods(9), f, None, [], NOW)
     assert (CORDON, "") in kinds(pl)
     assert next(a for a in pl.actions if a.kind == CORDON).node == "n0"
@@ -350,5 +355,37 @@ def test_cordon_needs_two_outlier_pods_on_the_node_one_node_an_hour_and_is_undon
     # Once n0's pods have recovered, the node is uncordoned.
     calm = [PodSample(f"pod-{i:02d}", 2000, 2.0) for i in range(9)]
     healthy = analyze(calm, shared, single_shot(p.detection), p.impact)
-    acts = plan(p, pods(9), healthy, None, [], NOW, None, frozenset({"n0"})).actions
+    shared_states = [PodState(f"pod-{i:02d}", node=f"n{i % 3}") for i in range(9)]
+    acts = plan(p, shared_states, healthy, None, [], NOW, None, frozenset({"n0"})).actions
     assert [(a.kind, a.node) for a in acts if a.kind == UNCORDON] == [(UNCORDON, "n0")]
+
+
+def test_a_cordoned_node_stays_cordoned_while_its_pods_are_drained_or_unjudged() -> None:
+    """A drained pod serves nothing, so it soon stops being an outlier: that is not recovery.
+    Nor is a node whose bad pods were evicted and that holds no judged pod."""
+    from stickyguard.core.planner import UNCORDON
+
+    p = policy(actions={"cordonNode": True}, safety={"maxDrainedPercent": 50})
+    shared = {f"pod-{i:02d}": PodMeta(f"pod-{i:02d}", node=f"n{i % 3}") for i in range(9)}
+    calm = analyze(
+        [PodSample(f"pod-{i:02d}", 2000, 2.0) for i in range(9)],
+        shared,
+        single_shot(p.detection),
+        p.impact,
+    )
+    states = [PodState(f"pod-{i:02d}", node=f"n{i % 3}") for i in range(9)]
+
+    def uncordons(s: list[PodState], f: Findings = calm) -> bool:
+        acts = plan(p, s, f, None, [], NOW, None, frozenset({"n0"})).actions
+        return any(a.kind == UNCORDON for a in acts)
+
+    drained = [
+        dataclasses.replace(s, drained_by="p", serving=False)
+        if s.name in ("pod-00", "pod-03")
+        else s
+        for s in states
+    ]
+    assert not uncordons(drained)
+    evicted = [s for s in states if s.name not in ("pod-00", "pod-03", "pod-06")]
+    assert not uncordons(evicted)
+    assert uncordons(states)

@@ -144,6 +144,19 @@ def _drain_reason(f: Findings, pod: str) -> str:
     return "degraded"
 
 
+def _node_recovered(node: str, live: Sequence[PodState], findings: Findings) -> bool:
+    """A cordoned node's pods have recovered: none of them is an outlier, degraded or drained
+    (a drained pod stops being an outlier only because it serves nothing), and at least one
+    serves and was judged healthy this evaluation. A node left without judged pods (its bad
+    pods evicted, no other) has shown nothing yet: absence of evidence is not recovery."""
+    on_node = [p for p in live if p.node == node]
+    suspect = set(findings.outlier_pods) | set(findings.degraded_pods)
+    if any(p.name in suspect or p.drained_by is not None for p in on_node):
+        return False
+    healthy = {f.pod for f in findings.pods if f.status == "healthy"}
+    return any(p.name in healthy for p in on_node)
+
+
 def plan(
     policy: Policy,
     pods: Sequence[PodState],
@@ -380,10 +393,12 @@ def plan(
     # 4. cordon the node the degradation concentrates on (undone when the policy is deleted)
     conc = findings.concentration if findings else None
     node_of = {p.name: p.node for p in live}
+    # Only pods the sequential detector holds degraded count: a window's outlier alone has not
+    # passed the false-drain budget, and a cordon must not rest on less than a drain does.
     bad_here = (
         sum(
             1
-            for pod in findings.outlier_pods
+            for pod in findings.degraded_pods
             if conc is not None and node_of.get(pod) == conc.value
         )
         if findings is not None
@@ -427,11 +442,10 @@ def plan(
                 )
             )
 
-    # 4b. uncordon a node this policy cordoned once none of its pods is an outlier any more
+    # 4b. uncordon a node this policy cordoned once its pods have recovered
     if usable and findings is not None:
-        still_bad = {node_of.get(pod) for pod in findings.outlier_pods}
         for node in sorted(cordoned):
-            if node not in still_bad:
+            if _node_recovered(node, live, findings):
                 actions.append(Action(UNCORDON, "", "its pods have recovered", node))
 
     # 5. the serving condition of gated pods
