@@ -243,3 +243,22 @@ def test_hurt_at_least_active_on_most_pods_looks_like_a_counter() -> None:
     assert "gauge that falls" in check.fix
     # One pod whose sessions are all hurt is what a bad pod looks like: no warning.
     assert sessions_check(sessions([20, 25, 18], [20, 0, 1])).result == PASS
+
+
+def test_custom_queries_without_a_freshness_query_warn_that_staleness_is_unchecked() -> None:
+    """With custom total/bad the preset's freshness query is gone: maxStalenessSeconds would be
+    silently ignored, so the doctor says so and names the field that restores it."""
+    custom = {
+        "total": "sum by ({pod_label}) (rate(answers_total{{selector}}[{window}]))",
+        "bad": 'sum by ({pod_label}) (rate(answers_total{{selector},quality="bad"}[{window}]))',
+    }
+    p = policy(prometheus={"preset": "custom", "queries": custom})
+    assert not p.prometheus.staleness_checked
+    check = next(c for c in doctor.diagnose(replace(HEALTHY, policy=p)) if c.name == "freshness")
+    assert check.result == WARN and "queries.freshness" in check.fix
+    fresh = {**custom, "freshness": "max by ({pod_label}) (timestamp(answers_total{{selector}}))"}
+    q = policy(prometheus={"preset": "custom", "queries": fresh})
+    assert q.prometheus.staleness_checked
+    assert "freshness" in q.prometheus.rendered_queries("shop")
+    assert results(replace(HEALTHY, policy=q))["freshness"] == PASS
+    assert policy().prometheus.staleness_checked  # a preset has its own

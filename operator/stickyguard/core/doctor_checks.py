@@ -237,8 +237,17 @@ def check_series(facts: Facts) -> Check:
 def check_freshness(facts: Facts) -> Check:
     if facts.policy is None or not facts.pods or not _prometheus_ok(facts):
         return Check("freshness", SKIP, "needs selected pods and a reachable Prometheus")
+    if not facts.policy.prometheus.staleness_checked:
+        return Check(
+            "freshness",
+            WARN,
+            "custom queries without a freshness query: maxStalenessSeconds is not enforced, "
+            "so a pod whose scrape stopped is judged on old data until its series go stale",
+            "add spec.prometheus.queries.freshness, e.g. max by ({pod_label}) "
+            "(timestamp(<the raw series behind total>))",
+        )
     if facts.scrape_age is None:
-        return Check("freshness", SKIP, "the preset has no freshness query")
+        return Check("freshness", SKIP, "no freshness answer to judge")
     limit = facts.policy.prometheus.max_staleness_seconds
     stale = [p.name for p in facts.pods if facts.scrape_age.get(p.name, float("inf")) > limit]
     if stale:

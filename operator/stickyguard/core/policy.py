@@ -107,6 +107,9 @@ class Queries:
     # between evaluations are each interval's exact events for the sequential detector.
     total_counter: str | None = None
     bad_counter: str | None = None
+    # Each pod's newest sample time (Unix seconds): pods older than maxStalenessSeconds are
+    # not judged. The presets have it; custom total/bad without it leave staleness unchecked.
+    freshness: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,13 +124,19 @@ class PrometheusSpec:
     queries: Queries = field(default_factory=Queries)
 
     @property
+    def staleness_checked(self) -> bool:
+        """Some query tells each pod's sample age, so maxStalenessSeconds is enforced."""
+        return "freshness" in self.templates()
+
+    @property
     def session_gauges(self) -> bool:
         """The policy reads both session gauges (the detector then counts users too)."""
         return bool(self.queries.active_sessions and self.queries.degraded_sessions)
 
     def templates(self) -> dict[str, str]:
         """Signal name -> query template: the preset's total/bad (and its freshness check)
-        unless overridden, plus the optional session signals that are configured."""
+        unless overridden, plus the optional signals that are configured (a custom freshness
+        query among them)."""
         out: dict[str, str] = {}
         if not self.queries.total:
             out.update(SIGNAL_PRESETS[self.preset].templates())
@@ -140,6 +149,7 @@ class PrometheusSpec:
             ("affinityMisses", q.affinity_misses),
             ("totalCounter", q.total_counter),
             ("badCounter", q.bad_counter),
+            ("freshness", q.freshness),
         ):
             if value:
                 out[name] = value
@@ -452,6 +462,7 @@ def _prometheus(r: _Reader, selector: LabelSelector) -> PrometheusSpec:
         affinity_misses=q.optional("affinityMisses", str, _template),
         total_counter=q.optional("totalCounter", str, _template),
         bad_counter=q.optional("badCounter", str, _template),
+        freshness=q.optional("freshness", str, _template),
     )
     q.done()
     if (queries.total is None) != (queries.bad is None):
