@@ -106,8 +106,18 @@ NULL_CASES = [
 ]
 
 
+@pytest.mark.parametrize("margin", [True, False], ids=["all-guards", "no-run-margin"])
 @pytest.mark.parametrize(("case", "counts"), NULL_CASES, ids=[c[0] for c in NULL_CASES])
-def test_property_identical_noisy_pods_are_never_drained(case: str, counts: Counts) -> None:
+def test_property_identical_noisy_pods_are_never_drained(
+    case: str, counts: Counts, margin: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No drain with every guard on, nor with the run's noise margin off: the CUSUM and the
+    window judged now hold these fleets by themselves. 72 pod-hours cannot show a rate of 0.01
+    per pod-year (bench/bench_null.py measures that over 49 pod-years); what they show is slack:
+    without the margin, these fleets stay undrained down to a threshold of about 8 instead of
+    20, and drain at 3 (the test below)."""
+    if not margin:
+        monkeypatch.setattr(analysis, "RUN_MARGIN_Z", 0.0)
     assert drains(counts, pods=12, hours=6, seed=7) == 0
 
 
@@ -145,7 +155,7 @@ def test_the_retry_guard_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_one_interval_alone_never_drains(monkeypatch: pytest.MonkeyPatch) -> None:
     """The clip holds by itself: with both burst caps off, a storm confined to one interval
-    still gives at most a third of the threshold."""
+    still gives at most a quarter of the threshold."""
     monkeypatch.setattr(sequential, "arrived_bad", lambda jumps, plausible=0.0: jumps[-1])
     monkeypatch.setattr(sequential, "discount_burst", lambda bad, jumps: bad)
     storm = with_retry_storm(healthy(2.0, 0.005), pod=3, step=200, size=15)
