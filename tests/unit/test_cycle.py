@@ -5,17 +5,28 @@ from __future__ import annotations
 
 from planner_fixtures import NOW, policy
 from stickyguard.core import sequential
-from stickyguard.core.analysis import MetricsSnapshot, PodMeta, PodSample
+from stickyguard.core.analysis import MetricsSnapshot, PodMeta, PodSample, Track
 from stickyguard.core.cycle import (
     ClusterSnapshot,
     Decision,
     Memory,
     decide,
     history_from_status,
+    remember,
     settle,
 )
 from stickyguard.core.names import rfc3339
-from stickyguard.core.planner import DRAIN, MARK_SERVING, ActionRecord, PodState
+from stickyguard.core.planner import (
+    DRAIN,
+    EVICT,
+    ISOLATE,
+    MARK_SERVING,
+    RESTORE,
+    Action,
+    ActionRecord,
+    Plan,
+    PodState,
+)
 from stickyguard.core.problems import Held, HoldCause, MetricProblem, MetricProblemKind
 
 
@@ -123,3 +134,15 @@ def test_settle_reports_only_what_was_done() -> None:
     done = settle(p, c, d, [drain], [], {}, NOW)
     assert [r["pod"] for r in done.status["recentActions"]] == ["x", "pod-00"]
     assert [e.pod for e in done.events if e.reason == "Drained"] == ["pod-00"]
+
+
+def test_pods_restored_evicted_or_isolated_start_again_from_no_evidence() -> None:
+    """After the plan's writes, a pod restored, evicted or isolated loses its detector memory
+    (it is drained again only on evidence gathered since); a drained pod keeps its own (why it
+    stays drained); a write that failed (not in `done`) forgets nothing."""
+    tracks = {p: Track(degraded=True, cusum=(30.0,)) for p in "abcde"}
+    decision = Decision(None, None, Plan((), (), ()), Memory(tracks), (), {})
+    done = [Action(RESTORE, "a", ""), Action(EVICT, "b", ""), Action(ISOLATE, "c", "")]
+    after = remember(decision, [*done, Action(DRAIN, "d", "")])
+    assert set(after.tracks) == {"d", "e"} and after.tracks["d"] == tracks["d"]
+    assert remember(decision, []).tracks == tracks
