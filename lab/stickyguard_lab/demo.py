@@ -159,6 +159,7 @@ def _policy(namespace: str) -> dict[str, Any]:
                     "bad": f'sum by ({{pod_label}}) (rate({q},quality="degraded"}}[{{window}}]))',
                     "totalCounter": f"sum by ({{pod_label}}) ({q}}})",
                     "badCounter": f'sum by ({{pod_label}}) ({q},quality="degraded"}})',
+                    "freshness": f"max by ({{pod_label}}) (timestamp({q}}}))",
                     "activeSessions": "sum by ({pod_label}) (app_sessions_active{namespace="
                     '"{namespace}",{selector}})',
                     "degradedSessions": "sum by ({pod_label}) (app_sessions_degraded{namespace="
