@@ -373,9 +373,17 @@ def test_deleting_a_policy_restores_by_the_recorded_method(
     assert pods[0] not in fleet.ready()
     custom.delete_namespaced_custom_object(GVR[0], GVR[1], namespace, GVR[2], "web")
     wait_for(lambda: pods[0] in fleet.ready(), timeout=60, what="Ready again", detail=operator.log)
-    pod = core.read_namespaced_pod(pods[0], namespace)
-    assert gate(pod) == "True"
-    assert DRAINED_BY not in (pod.metadata.annotations or {})
+    assert gate(core.read_namespaced_pod(pods[0], namespace)) == "True"
+    # The drain record is cleared after the gate turns True (the restore's last write).
+    wait_for(
+        lambda: (
+            DRAINED_BY
+            not in (core.read_namespaced_pod(pods[0], namespace).metadata.annotations or {})
+        ),
+        timeout=15,
+        what="drain record cleared",
+        detail=operator.log,
+    )
 
 
 def test_deleting_a_policy_leaves_isolated_pods_isolated(
@@ -623,8 +631,14 @@ def test_rollback_skips_a_failed_revision_for_the_last_known_good(
         what="v2 paused",
         detail=section,
     )
-    v2 = section()["newHash"]
-    assert v2 in section()["failedHashes"]
+    # The pause and the status are two writes of one cycle: wait for the status.
+    latched = wait_for(
+        lambda: (s := section()).get("newHash") in s.get("failedHashes", []) and s,
+        timeout=30,
+        what="v2 latched failed",
+        detail=section,
+    )
+    v2 = latched["newHash"]
     # v2's pods recover: the judge alone would now call v2 fine, but v2 stays failed (latched),
     # and the old cohort v3 is compared with is healthy again.
     fleet.exporter.set_label_ratio("version", "v2", 0.001)

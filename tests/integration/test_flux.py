@@ -223,13 +223,17 @@ def test_bad_version_in_git_is_contained_across_reconciles_and_the_revert_clears
     assert len(gitops.ready_pods(core, namespace, "v1")) == 6
     dep = apps.read_namespaced_deployment("web", namespace)
     assert not dep.spec.paused and dep.spec.template.metadata.labels["version"] == "v2"
+    # kopf posts Events from a queue of its own: wait for one, then check there is only one.
+    wait_for(lambda: events(core, namespace, "VersionContained"), timeout=15, what="Event")
     assert len(events(core, namespace, "VersionContained")) == 1
 
     # The revert, committed to Git: Flux applies it, the containment clears by itself.
     setup.commit("v1", "Revert web v2")
     gitops.wait_containment_cleared(custom, namespace, timeout=90, detail=operator.log)
     gitops.wait_back_on_v1(core, namespace, timeout=90)
-    assert events(core, namespace, "ContainmentCleared")
+    wait_for(
+        lambda: events(core, namespace, "ContainmentCleared"), timeout=15, what="cleared Event"
+    )
     flux_failures = failures(custom, core, namespace)
     operator_conflicts = [line for line in operator.log().splitlines() if " 409" in line]
     assert flux_failures == [] and operator_conflicts == []
@@ -287,7 +291,9 @@ def test_policy_changed_in_git_takes_effect_and_the_operator_writes_no_drift(
         detail=operator.log,
     )
     took = time.monotonic() - t_applied
-    assert took <= 5 + 3, "next evaluation (intervalSeconds: 5)"
+    # The next evaluation or the one after (the spec may reach the operator just after a tick),
+    # with room for a loaded machine: a change must not wait for the 60 s status refresh.
+    assert took <= 2 * 5 + 10, f"evaluated {took:.1f} s after Flux applied it (intervalSeconds: 5)"
     assert all(
         c["observedGeneration"] == changed["metadata"]["generation"]
         for c in evaluated["status"]["conditions"]

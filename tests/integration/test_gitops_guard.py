@@ -143,6 +143,8 @@ def test_bad_version_from_git_is_contained_through_reapplies_and_the_revert_clea
     section = get_policy(custom, namespace, "web")["status"]["rollout"]
     assert section["verdict"] == "fail" and section["action"] == "contain"
     assert section["containment"]["revertTo"]["revision"] == "1"
+    # kopf posts Events from a queue of its own: wait for one, then check there is only one.
+    wait_for(lambda: events(core, namespace, "VersionContained"), timeout=15, what="Event")
     assert len(events(core, namespace, "VersionContained")) == 1
     answer = gate(operator, namespace)
     assert answer["verdict"] == "fail" and answer["pass"] is False

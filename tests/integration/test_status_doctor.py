@@ -202,9 +202,14 @@ def test_pod_without_the_gate_fails_the_drain_mechanism_check(
         create_policy(custom, policy_body("web", namespace))
         doctor = Doctor(lab, namespace)
         checks = wait_for(
-            lambda: (c := doctor.run()) and c["series"]["result"] == "pass" and c,
+            lambda: (
+                (c := doctor.run())
+                and c["series"]["result"] == "pass"
+                and c["evaluated"]["result"] == "pass"
+                and c
+            ),
             timeout=90,
-            what="series for all four pods",
+            what="series for all four pods, and a first evaluation",
         )
         assert failing(checks) == {"drain-mechanism": "fail"}
         assert "web-nogate" in checks["drain-mechanism"]["detail"]

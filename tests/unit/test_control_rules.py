@@ -176,6 +176,23 @@ def test_a_failed_version_stays_failed_until_the_rollout_changes() -> None:
     assert v is not None and v.verdict == INCONCLUSIVE
 
 
+def test_our_pause_of_a_revision_is_a_latch_even_when_status_lost_it() -> None:
+    """The pause and the status are two writes: a crash or a failed status write between them
+    must not let a recovered version pass (nor become a rollback target) later."""
+    w = workload("h2", [("h1", 1, 4), ("h2", 2, 1)])
+    paused = dataclasses.replace(w, paused=True, paused_by_us=True, paused_revision="2")
+    assert remember(GuardMemory(), paused, verdict("pass")).failed == ("h2",)
+    assert remember(GuardMemory(), paused, None).failed == ("h2",)
+    # Not ours, another revision's, or a hold (a pause that judges nothing): no latch.
+    for other in (
+        dataclasses.replace(paused, paused_by_us=False),
+        dataclasses.replace(paused, paused_revision="1"),
+        dataclasses.replace(paused, hold_started=NOW - 10),
+        dataclasses.replace(paused, paused=False),
+    ):
+        assert remember(GuardMemory(), other, verdict("pass")).failed == ()
+
+
 def test_a_lone_cohort_blames_no_version() -> None:
     w = workload("h1", [("h1", 1, 4)])
     alone = Verdict(FAIL, Cohort(4, 1000.0, 50.0, None), EMPTY, None, "x", None, 1.0)

@@ -233,10 +233,17 @@ def guard_memory(section: Mapping[str, Any] | None) -> GuardMemory:
 def remember(memory: GuardMemory, w: Workload, v: Verdict | None) -> GuardMemory:
     """Latch a failing version; record a completed, never-failed one as known good. Only a
     verdict that compared the new version with another one latches: a lone cohort judged
-    against the absolute threshold (a degraded fleet, no rollout) blames no version."""
+    against the absolute threshold (a degraded fleet, no rollout) blames no version. Our own
+    pause of this revision (outside a hold) latches too, whatever status says."""
     failed, good = memory.failed, memory.known_good
     compared = v is not None and v.old.pods > 0
-    if compared and v is not None and v.verdict == FAIL and w.new_hash and w.new_hash not in failed:
+    # Our pause annotation on this revision (not a hold's) is the latch written with the action
+    # itself: it survives a crash or a lost status write between the pause and the status.
+    paused_as_failed = (
+        w.paused and w.paused_by_us and w.paused_revision == w.revision and w.hold_started is None
+    )
+    judged_failed = compared and v is not None and v.verdict == FAIL
+    if (judged_failed or paused_as_failed) and w.new_hash and w.new_hash not in failed:
         failed = (w.new_hash, *failed)[:MEMORY_LIMIT]
     good = tuple(h for h in good if h not in failed)
     if w.complete and w.new_hash and w.new_hash not in failed and w.new_hash not in good:
