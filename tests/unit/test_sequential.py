@@ -29,11 +29,11 @@ def poisson(rng: random.Random, mean: float) -> int:
 Counts = Callable[[random.Random, int, int], tuple[int, int]]  # (rng, pod, step) -> (n, bad)
 
 
-def healthy(rate: float, ratio: float, cluster: float = 1.0) -> Counts:
+def healthy(rate: float, ratio: float, cluster: float = 1.0, interval: float = INTERVAL) -> Counts:
     """Poisson traffic; bad events independent, or in clusters of mean size `cluster`."""
 
     def draw(rng: random.Random, pod: int, step: int) -> tuple[int, int]:
-        n = poisson(rng, rate * INTERVAL)
+        n = poisson(rng, rate * interval)
         if cluster <= 1.0:
             return n, sum(1 for _ in range(n) if rng.random() < ratio)
         starts = poisson(rng, n * ratio / cluster)
@@ -50,12 +50,15 @@ def evaluations(
     seed: int,
     d: Detection | None = None,
     with_counters: bool = True,
+    window: int = WINDOW,
 ) -> Iterator[tuple[float, tuple[str, ...]]]:
-    """(time, pods offered for draining) per evaluation; an offered pod is forgotten, as the
+    """(time, pods offered for draining) per evaluation, `d.interval_seconds` apart (15 s by
+    default) over a window of `window` intervals; an offered pod is forgotten, as the
     caller does once it is drained and later restored. Samples carry the raw counters, as the
     presets' queries give them, unless `with_counters` is False (custom queries)."""
     rng = random.Random(seed)
     d = d or Detection()
+    interval = float(d.interval_seconds)
     names = [f"pod-{i:02d}" for i in range(pods)]
     history: list[list[tuple[int, int]]] = [[] for _ in names]
     cumulative = [[0.0, 0.0] for _ in names]
@@ -65,7 +68,7 @@ def evaluations(
         for i, name in enumerate(names):
             n, b = counts(rng, i, step)
             history[i].append((n, b))
-            del history[i][:-WINDOW]
+            del history[i][:-window]
             cumulative[i][0] += n
             cumulative[i][1] += b
             samples.append(
@@ -77,8 +80,8 @@ def evaluations(
                     bad_counter=cumulative[i][1] if with_counters else None,
                 )
             )
-        now = (step + 1) * INTERVAL
-        f = analyze(samples, {}, d, Impact(), tracks, now=now, window_seconds=WINDOW * INTERVAL)
+        now = (step + 1) * interval
+        f = analyze(samples, {}, d, Impact(), tracks, now=now, window_seconds=window * interval)
         tracks = forget(f.tracks, f.degraded_pods)
         yield now, f.degraded_pods
 
@@ -147,7 +150,7 @@ def test_the_retry_guard_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the burst cap (on the evidence and on the window judged now) and the clip of one
     interval's evidence, the same storm drains the pod it landed on."""
     monkeypatch.setattr(sequential, "arrived_bad", lambda jumps, plausible=0.0: jumps[-1])
-    monkeypatch.setattr(sequential, "discount_burst", lambda bad, jumps: bad)
+    monkeypatch.setattr(sequential, "discount_burst", lambda bad, jumps, span=2: bad)
     monkeypatch.setattr(sequential, "MIN_EVIDENCE_INTERVALS", 1)
     storm = with_retry_storm(healthy(2.0, 0.005), pod=3, step=200, size=15)
     assert drains(storm, pods=12, hours=1.5, seed=11) > 0
@@ -157,9 +160,46 @@ def test_one_interval_alone_never_drains(monkeypatch: pytest.MonkeyPatch) -> Non
     """The clip holds by itself: with both burst caps off, a storm confined to one interval
     still gives at most a quarter of the threshold."""
     monkeypatch.setattr(sequential, "arrived_bad", lambda jumps, plausible=0.0: jumps[-1])
-    monkeypatch.setattr(sequential, "discount_burst", lambda bad, jumps: bad)
+    monkeypatch.setattr(sequential, "discount_burst", lambda bad, jumps, span=2: bad)
     storm = with_retry_storm(healthy(2.0, 0.005), pod=3, step=200, size=15)
     assert drains(storm, pods=12, hours=1.5, seed=11) == 0
+
+
+def with_storms(base: Counts, interval: float, seconds: float, per_second: float) -> Counts:
+    """Every ten minutes, clients retrying together (`per_second` failures a second, all bad)
+    for `seconds` on one healthy pod, a different pod each time."""
+    every, lasting = round(600 / interval), round(seconds / interval)
+
+    def draw(rng: random.Random, p: int, s: int) -> tuple[int, int]:
+        n, b = base(rng, p, s)
+        if p == (s // every) % 10 and 10 <= s % every < 10 + lasting:
+            extra = round(per_second * interval)
+            return n + extra, b + extra
+        return n, b
+
+    return draw
+
+
+@pytest.mark.parametrize("span", [None, 2], ids=["seconds", "two-intervals"])
+def test_clients_retrying_for_30s_drain_nothing_at_5s(
+    monkeypatch: pytest.MonkeyPatch, span: int | None
+) -> None:
+    """Two clients retrying together for 30 s (2 failures a second) on a healthy pod, at 5 s
+    intervals: the 30 s set aside by "outlier now" covers the storm, as two intervals do at
+    15 s. Counted as two intervals (10 s at 5 s), every storm drained its pod."""
+    if span is not None:
+        real = sequential.discount_burst
+        monkeypatch.setattr(
+            sequential, "discount_burst", lambda bad, jumps, _=2: real(bad, jumps, span)
+        )
+    storms = with_storms(healthy(2.0, 0.005, interval=5), interval=5, seconds=30, per_second=2)
+    d = Detection(interval_seconds=5)
+    steps = round(3600 / 5)  # six storms
+    drained = sum(len(o) for _, o in evaluations(storms, 10, steps, seed=7, d=d, window=24))
+    if span is None:
+        assert drained == 0
+    else:
+        assert drained >= 3, "the mutated guard must fail"
 
 
 def test_cusum_step_is_clipped_to_a_share_of_the_threshold() -> None:
@@ -172,6 +212,29 @@ def test_cusum_step_is_clipped_to_a_share_of_the_threshold() -> None:
         s = sequential.update(s, (1000.0,), h)
     assert s[0] == pytest.approx(h)
     assert sequential.update((4.0,), (-3.0,), h) == (pytest.approx(1.0),)
+
+
+def test_the_burst_set_aside_is_set_in_seconds() -> None:
+    """Two intervals at 15 s; the same 30 s at other intervals."""
+    burst = sequential.BURST_SECONDS
+    spans = [sequential.intervals_in(burst, i) for i in (5, 10, 15, 20, 30, 120)]
+    assert spans == [6, 3, 2, 2, 1, 1]
+    with pytest.raises(ValueError):
+        sequential.intervals_in(burst, 0)
+
+
+def test_a_burst_of_up_to_span_intervals_is_set_aside() -> None:
+    quiet = [0.0] * 18
+    # A 30 s storm at 5 s intervals: six intervals of 5 bad answers.
+    storm = quiet[:6] + [5.0] * 6 + quiet[:6]
+    assert sequential.discount_burst(30.0, storm, span=6) == 0.0
+    assert sequential.discount_burst(30.0, storm, span=2) == 20.0
+    # A fault spread over every interval loses only its excess over the median.
+    fault = [2.0, 3.0, 2.0, 2.0, 1.0, 2.0, 2.0, 2.0]
+    assert sequential.discount_burst(16.0, fault, span=2) == 15.0
+    assert sequential.discount_burst(16.0, fault, span=1) == 15.0
+    # The longest run counted is `span`; a dip never adds evidence back.
+    assert sequential.discount_burst(4.0, [2.0, 0.0, 2.0], span=3) == 4.0
 
 
 # --- verdicts the thresholds promise -------------------------------------------------------------

@@ -399,6 +399,8 @@ def analyze(
     interval_events: dict[str, tuple[float, float]] = {}
     counters: dict[str, tuple[float, float] | None] = {}
     evidence_counts: list[_Counts] = []
+    # The burst the window judged now sets aside is set in seconds (sequential.BURST_SECONDS).
+    burst_span = sequential.intervals_in(sequential.BURST_SECONDS, d.interval_seconds)
     for c in sane:
         if d.one_shot:  # no history: the window is judged as it is
             evidence_counts.append(c)
@@ -418,7 +420,7 @@ def analyze(
             interval_events[c.pod] = (new_n, new_b)
             kept = tuple((ts, j) for ts, j in t.jumps if ts > now - window_seconds)
             arrivals[c.pod] = (*kept, (now, new_b))
-        robust_bad = sequential.discount_burst(c.b, [j for _, j in arrivals[c.pod]])
+        robust_bad = sequential.discount_burst(c.b, [j for _, j in arrivals[c.pod]], burst_span)
         evidence_counts.append(_Counts(c.pod, c.n, robust_bad))
     judged = [c for c in evidence_counts if c.n >= d.min_requests]
     flagged, evidence = find_outliers(judged, d)

@@ -23,6 +23,11 @@ _P1_MAX = 0.9
 CAP_FACTOR = 1.5
 # The fewest intervals a drain's evidence comes from (see `update`).
 MIN_EVIDENCE_INTERVALS = 4
+# The longest burst of bad events (clients retrying) that the window judged now sets aside
+# (`discount_burst`). In seconds, because retries last seconds, not evaluations: counted as
+# two intervals it was 30 s at 15 s but 10 s at 5 s, where two clients retrying for 30 s
+# drained the healthy pod they were pinned to at every storm.
+BURST_SECONDS = 30.0
 # Jumps of the window's bad count older than a window have left the window; the estimate of
 # Evaluations in the running mean of the overdispersion (240 x 15 s: an hour).
 DISPERSION_MEMORY = 240
@@ -57,6 +62,13 @@ def llr(bad: float, total: float, p0: float, p1: float) -> float:
     return bad * math.log(p1 / p0) + good * (math.log1p(-p1) - math.log1p(-p0))
 
 
+def intervals_in(seconds: float, interval_seconds: float) -> int:
+    """The fewest evaluation intervals that cover `seconds` (at least one)."""
+    if interval_seconds <= 0:
+        raise ValueError("the interval must be > 0")
+    return max(1, math.ceil(seconds / interval_seconds - 1e-9))
+
+
 def update(cusum: Sequence[float], increments: Sequence[float], h: float) -> tuple[float, ...]:
     """One CUSUM step per chart: S <- min(cap, max(0, S + min(x, h / MIN_EVIDENCE_INTERVALS))).
 
@@ -65,7 +77,10 @@ def update(cusum: Sequence[float], increments: Sequence[float], h: float) -> tup
     one session's failing calls) have a heavy tail that the overdispersion factor, a mean,
     cannot tame: one cluster of 20 in an interval of a clean pod is worth most of h by itself.
     A real fault keeps giving evidence every interval, and the window judged now (see
-    `discount_burst`) already needs three faulty intervals, so the clip delays no drain."""
+    `discount_burst`) already needs faulty intervals beyond the burst it sets aside, so the
+    clip delays no drain by more than an interval. The clip counts intervals, not seconds: in
+    seconds (a minute) it would hold a drain at 5 s for a minute, three times the 20 s a
+    severe fault needs, while the burst set aside in seconds already stops the 30 s storms."""
     cap = CAP_FACTOR * h
     most = h / MIN_EVIDENCE_INTERVALS
     if not cusum:
@@ -87,21 +102,27 @@ def window_weight(elapsed: float | None, window: float, interval: float) -> floa
     return max(0.0, min(1.0, step / window))
 
 
-def discount_burst(bad: float, jumps: Sequence[float]) -> float:
+def discount_burst(bad: float, jumps: Sequence[float], span: int = 2) -> float:
     """The window's bad count without its largest burst: the largest excess over the window's
-    typical (median) arrival of one interval or two adjacent ones (a client retrying for up to
-    ~30 s straddles two 15 s intervals). A faulty pod spreads its bad answers over every
-    interval, so it loses next to nothing, whatever the window's length in intervals; one
-    retrying client on a healthy pod (median ~0) loses its whole burst and can never make the
-    window an outlier by itself. With only two intervals in the window a burst cannot be told
-    from a fault, and half of the difference is discounted."""
+    typical (median) arrival of up to `span` adjacent intervals (BURST_SECONDS of them: a client
+    retrying for up to ~30 s straddles two 15 s intervals, or six 5 s ones). A faulty pod
+    spreads its bad answers over every interval, so it loses next to nothing, whatever the
+    window's length in intervals; one retrying client on a healthy pod (median ~0) loses its
+    whole burst and can never make the window an outlier by itself. With only two intervals in
+    the window a burst cannot be told from a fault, and half of the difference is discounted."""
     if not jumps:
         return max(0.0, bad)
     typical = statistics.median(jumps)
-    singles = [j - typical for j in jumps]
-    pairs = [a + b - 2 * typical for a, b in itertools.pairwise(jumps)]
-    biggest = max([*pairs, *singles, 0.0])
-    return max(0.0, bad - biggest)
+    sums = [0.0, *itertools.accumulate(j - typical for j in jumps)]
+    biggest = max(
+        (
+            sums[end] - sums[start]
+            for start in range(len(jumps))
+            for end in range(start + 1, min(len(jumps), start + max(1, span)) + 1)
+        ),
+        default=0.0,
+    )
+    return max(0.0, bad - max(biggest, 0.0))
 
 
 def arrived_bad(jumps: Sequence[float], plausible: float) -> float:
