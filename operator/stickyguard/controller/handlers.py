@@ -310,15 +310,8 @@ def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     interval = float(((body.get("spec") or {}).get("detection") or {}).get("intervalSeconds") or 15)
     now = time.time()
-    due = st.last_run.get(key, 0.0) + interval
-    if not st.acting():
-        st.memory.pop(key, None)  # a new term as leader starts from no evidence
+    if not st.due(key, interval, now):
         return
-    if now < due:
-        return
-    # Keep to the schedule (the 1 s tick makes each run a little late); restart it when a run
-    # was missed altogether (leadership gained, a long stall).
-    st.last_run[key] = due if now - due < interval else now
     try:
         reconcile(dict(body), patch, now)
     except NotLeader as e:

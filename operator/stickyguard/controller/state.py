@@ -76,6 +76,21 @@ class OperatorState:
                 self.zones = (time.time(), zones)
             return zones
 
+    def due(self, key: PolicyKey, interval: float, now: float) -> bool:
+        """Whether the policy is evaluated at this tick. Not acting (a standby, or a leader
+        whose lease ran out), it drops the policy's memory: a new term as leader starts from no
+        evidence, never from a track built on what another replica did meanwhile. The schedule
+        keeps to `interval` (each 1 s tick is a little late) and restarts when a run was
+        missed altogether (leadership gained, a long stall)."""
+        if not self.acting():
+            self.memory.pop(key, None)
+            return False
+        due = self.last_run.get(key, 0.0) + interval
+        if now < due:
+            return False
+        self.last_run[key] = due if now - due < interval else now
+        return True
+
     def forget(self, key: PolicyKey) -> None:
         self.memory.pop(key, None)
         self.last_run.pop(key, None)
