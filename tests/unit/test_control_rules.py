@@ -183,6 +183,9 @@ def test_our_pause_of_a_revision_is_a_latch_even_when_status_lost_it() -> None:
     paused = dataclasses.replace(w, paused=True, paused_by_us=True, paused_revision="2")
     assert remember(GuardMemory(), paused, verdict("pass")).failed == ("h2",)
     assert remember(GuardMemory(), paused, None).failed == ("h2",)
+    # A hold that ended (resumed) and then a pause for a failure: our pause again.
+    after_hold = dataclasses.replace(paused, hold_started=NOW - 100, hold_done=True)
+    assert remember(GuardMemory(), after_hold, verdict("pass")).failed == ("h2",)
     # Not ours, another revision's, or a hold (a pause that judges nothing): no latch.
     for other in (
         dataclasses.replace(paused, paused_by_us=False),

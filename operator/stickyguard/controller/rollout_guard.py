@@ -216,7 +216,7 @@ def guard_rollout(
     failing = verdict is not None and verdict.verdict == FAIL
     # A rollout this policy paused stays reported as paused until a person resumes it, even
     # when the drained bad pods leave the new cohort without traffic (inconclusive).
-    held_by_us = w.paused and w.paused_by_us and w.hold_started is None
+    held_by_us = w.paused and w.paused_by_us and (w.hold_started is None or w.hold_done)
     if action == CONTAIN:
         reason = GUARD_REASONS[CONTAIN]
     elif action == ROLLBACK:

@@ -240,7 +240,10 @@ def remember(memory: GuardMemory, w: Workload, v: Verdict | None) -> GuardMemory
     # Our pause annotation on this revision (not a hold's) is the latch written with the action
     # itself: it survives a crash or a lost status write between the pause and the status.
     paused_as_failed = (
-        w.paused and w.paused_by_us and w.paused_revision == w.revision and w.hold_started is None
+        w.paused
+        and w.paused_by_us
+        and w.paused_revision == w.revision
+        and (w.hold_started is None or w.hold_done)
     )
     judged_failed = compared and v is not None and v.verdict == FAIL
     if (judged_failed or paused_as_failed) and w.new_hash and w.new_hash not in failed:

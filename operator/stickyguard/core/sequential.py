@@ -7,7 +7,7 @@ evaluation; the reasoning and the derivation of the defaults are in docs/analysi
 
 from __future__ import annotations
 
-import itertools
+import collections
 import math
 import statistics
 from collections.abc import Sequence
@@ -104,25 +104,27 @@ def window_weight(elapsed: float | None, window: float, interval: float) -> floa
 
 def discount_burst(bad: float, jumps: Sequence[float], span: int = 2) -> float:
     """The window's bad count without its largest burst: the largest excess over the window's
-    typical (median) arrival of up to `span` adjacent intervals (BURST_SECONDS of them: a client
-    retrying for up to ~30 s straddles two 15 s intervals, or six 5 s ones). A faulty pod
-    spreads its bad answers over every interval, so it loses next to nothing, whatever the
-    window's length in intervals; one retrying client on a healthy pod (median ~0) loses its
-    whole burst and can never make the window an outlier by itself. With only two intervals in
-    the window a burst cannot be told from a fault, and half of the difference is discounted."""
+    typical (median) arrival of up to `span` adjacent intervals that are all above it
+    (BURST_SECONDS of them: a client retrying for up to ~30 s straddles two 15 s intervals, or
+    six 5 s ones). A faulty pod spreads its bad answers over every interval, so it loses next
+    to nothing, whatever the window's length in intervals; one retrying client on a healthy pod
+    (median ~0) loses its whole burst and can never make the window an outlier by itself. An
+    interval at or below the typical one ends a burst: a fault that fails in short bursts with
+    quiet intervals between them is not one long burst (joined across the gaps, a pod failing
+    5 s in every 20 s at 5 s intervals was never drained). With only two intervals in the window
+    a burst cannot be told from a fault, and half of the difference is discounted."""
     if not jumps:
         return max(0.0, bad)
     typical = statistics.median(jumps)
-    sums = [0.0, *itertools.accumulate(j - typical for j in jumps)]
-    biggest = max(
-        (
-            sums[end] - sums[start]
-            for start in range(len(jumps))
-            for end in range(start + 1, min(len(jumps), start + max(1, span)) + 1)
-        ),
-        default=0.0,
-    )
-    return max(0.0, bad - max(biggest, 0.0))
+    run: collections.deque[float] = collections.deque(maxlen=max(1, span))
+    biggest = 0.0
+    for j in jumps:
+        if j <= typical:
+            run.clear()
+            continue
+        run.append(j - typical)
+        biggest = max(biggest, sum(run))
+    return max(0.0, bad - biggest)
 
 
 def arrived_bad(jumps: Sequence[float], plausible: float) -> float:
