@@ -4,8 +4,10 @@ is shown able to fail: with the threshold or the burst cap mutated, the same tes
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
+import statistics
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -240,6 +242,20 @@ def test_a_burst_of_up_to_span_intervals_is_set_aside() -> None:
     assert sequential.discount_burst(15.0, periodic, span=6) == 10.0
     # The longest run counted is `span`.
     assert sequential.discount_burst(20.0, [0.0] * 6 + [4.0] * 5, span=3) == 8.0
+
+
+def test_at_15s_the_burst_is_the_largest_interval_or_pair() -> None:
+    """Two intervals at the default interval: the rule the null benchmark (bench/results/null.md)
+    and the simulator's figures were measured with, the largest excess of one interval or two
+    adjacent ones over the median."""
+    rng = random.Random(5)
+    for _ in range(3000):
+        jumps = [float(rng.choice([0, 0, 0, 1, 2, 3, 5, 8])) for _ in range(rng.randint(0, 10))]
+        typical = statistics.median(jumps) if jumps else 0.0
+        excess = [j - typical for j in jumps]
+        pairs = [a + b for a, b in itertools.pairwise(excess)]
+        expected = max(0.0, sum(jumps) + 1 - max([*excess, *pairs, 0.0]))
+        assert sequential.discount_burst(sum(jumps) + 1, jumps, span=2) == pytest.approx(expected)
 
 
 def with_periodic_fault(base: Counts, pod: int, start: int, every: int, lasting: int) -> Counts:
