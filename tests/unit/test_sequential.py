@@ -217,12 +217,16 @@ def test_cusum_step_is_clipped_to_a_share_of_the_threshold() -> None:
 
 
 def test_the_burst_set_aside_is_set_in_seconds() -> None:
-    """Two intervals at 15 s; the same 30 s at other intervals."""
+    """Two intervals at 15 s; the same 30 s at other intervals, on a window long enough."""
     burst = sequential.BURST_SECONDS
     spans = [sequential.intervals_in(burst, i) for i in (5, 10, 15, 20, 30, 120)]
     assert spans == [6, 3, 2, 2, 1, 1]
     with pytest.raises(ValueError):
         sequential.intervals_in(burst, 0)
+    # A quarter of the window at most, never fewer than two: 15 s is two on any window.
+    assert [sequential.burst_span(15, w) for w in (30, 120, 600)] == [2, 2, 2]
+    assert [sequential.burst_span(5, w) for w in (20, 40, 60, 120, 600)] == [2, 2, 3, 6, 6]
+    assert sequential.burst_span(10, 120) == 3
 
 
 def test_a_burst_of_up_to_span_intervals_is_set_aside() -> None:

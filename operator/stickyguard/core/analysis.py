@@ -399,8 +399,8 @@ def analyze(
     interval_events: dict[str, tuple[float, float]] = {}
     counters: dict[str, tuple[float, float] | None] = {}
     evidence_counts: list[_Counts] = []
-    # The burst the window judged now sets aside is set in seconds (sequential.BURST_SECONDS).
-    burst_span = sequential.intervals_in(sequential.BURST_SECONDS, d.interval_seconds)
+    # The burst the window judged now sets aside is set in seconds (sequential.burst_span).
+    burst_span = sequential.burst_span(d.interval_seconds, window_seconds)
     for c in sane:
         if d.one_shot:  # no history: the window is judged as it is
             evidence_counts.append(c)

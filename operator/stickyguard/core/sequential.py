@@ -69,6 +69,17 @@ def intervals_in(seconds: float, interval_seconds: float) -> int:
     return max(1, math.ceil(seconds / interval_seconds - 1e-9))
 
 
+def burst_span(interval_seconds: float, window_seconds: float) -> int:
+    """How many adjacent intervals `discount_burst` may set aside: BURST_SECONDS of them, but
+    no more than a quarter of the window (and never fewer than two, the rule at 15 s). A burst
+    can only be told from a fault when the window's typical level comes from outside it: on a
+    window of eight 5 s intervals a 30 s storm *is* the typical level and drained its pod with
+    any span, while setting six of eight aside only took a fault's first seconds for a burst
+    (the demo's 5% pod was found 5 s later on two seeds of three)."""
+    in_window = int(window_seconds / interval_seconds + 1e-9) if interval_seconds > 0 else 0
+    return min(intervals_in(BURST_SECONDS, interval_seconds), max(2, in_window // 4))
+
+
 def update(cusum: Sequence[float], increments: Sequence[float], h: float) -> tuple[float, ...]:
     """One CUSUM step per chart: S <- min(cap, max(0, S + min(x, h / MIN_EVIDENCE_INTERVALS))).
 
