@@ -5,10 +5,9 @@ gets Poisson(rate x interval) events, of which the bad ones are binomial (indepe
 in clusters (a client retrying a failed call: clusters of geometric size, mean 3, same mean bad
 ratio). Window counts are the sums of the last 8 intervals (a 2m window at 15 s, as the
 simulator's scraper and Prometheus give), fed to the pure `analyze` with the default Detection
-every interval. A pod offered for
-draining counts as a false drain and its memory is forgotten, as the caller does after a drain
-and restore. An event-level simulation of this many pod-days would take hours; the counts are
-drawn with numpy, the detector is the product's own code.
+every interval. A pod offered for draining counts as a false drain and its memory is forgotten,
+as the caller does after a drain and restore. An event-level simulation of this many pod-days
+would take hours; the counts are drawn with numpy, the detector is the product's own code.
 
     python bench/bench_null.py [--pods 100] [--days 30] [--interval 15]
                                [--out bench/results/null.md]

@@ -274,17 +274,22 @@ def with_periodic_fault(base: Counts, pod: int, start: int, every: int, lasting:
     return draw
 
 
-def test_a_fault_failing_in_short_bursts_is_drained_at_5s() -> None:
-    """5 s of failures in every 20 s (a quarter of the answers) at 20 req/s, 5 s intervals on a
-    40 s window: drained within a few minutes. When bursts were joined across the quiet
-    intervals between them, six intervals set aside took in two bursts and it was never
-    drained within the hour."""
+@pytest.mark.parametrize("window", [8, 24], ids=["40s", "2m"])
+def test_a_fault_failing_in_short_bursts_is_drained_at_5s(window: int) -> None:
+    """5 s of failures in every 20 s (a quarter of the answers) at 20 req/s, 5 s intervals:
+    drained within a few minutes on both window shapes. Six intervals set aside on the 40 s
+    window, with bursts joined across the quiet intervals between them, hid it for an hour;
+    the rule itself (a quiet interval ends a burst) is checked on plain data above."""
     fault = with_periodic_fault(
         healthy(20.0, 0.001, interval=5), pod=3, start=120, every=4, lasting=1
     )
     d = Detection(interval_seconds=5)
     found = next(
-        (t for t, o in evaluations(fault, 10, 120 + 72, seed=1, d=d, window=8) if "pod-03" in o),
+        (
+            t
+            for t, o in evaluations(fault, 10, 120 + 72, seed=1, d=d, window=window)
+            if "pod-03" in o
+        ),
         None,
     )
     assert found is not None and found - 120 * 5 <= 180, found

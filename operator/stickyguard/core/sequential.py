@@ -76,8 +76,8 @@ def burst_span(interval_seconds: float, window_seconds: float) -> int:
     window of eight 5 s intervals a 30 s storm *is* the typical level and drained its pod with
     any span, while setting six of eight aside only took a fault's first seconds for a burst
     (the demo's 5% pod was found 5 s later on two seeds of three)."""
-    in_window = int(window_seconds / interval_seconds + 1e-9) if interval_seconds > 0 else 0
-    return min(intervals_in(BURST_SECONDS, interval_seconds), max(2, in_window // 4))
+    most = intervals_in(BURST_SECONDS, interval_seconds)  # raises on a bad interval
+    return min(most, max(2, int(window_seconds / interval_seconds + 1e-9) // 4))
 
 
 def update(cusum: Sequence[float], increments: Sequence[float], h: float) -> tuple[float, ...]:
@@ -91,7 +91,7 @@ def update(cusum: Sequence[float], increments: Sequence[float], h: float) -> tup
     `discount_burst`) already needs faulty intervals beyond the burst it sets aside, so the
     clip delays no drain by more than an interval. The clip counts intervals, not seconds: in
     seconds (a minute) it would hold a drain at 5 s for a minute, three times the 20 s a
-    severe fault needs, while the burst set aside in seconds already stops the 30 s storms."""
+    severe fault needs (docs/analysis.md says which storms that leaves at 5 s)."""
     cap = CAP_FACTOR * h
     most = h / MIN_EVIDENCE_INTERVALS
     if not cusum:
@@ -115,15 +115,16 @@ def window_weight(elapsed: float | None, window: float, interval: float) -> floa
 
 def discount_burst(bad: float, jumps: Sequence[float], span: int = 2) -> float:
     """The window's bad count without its largest burst: the largest excess over the window's
-    typical (median) arrival of up to `span` adjacent intervals that are all above it
-    (BURST_SECONDS of them: a client retrying for up to ~30 s straddles two 15 s intervals, or
-    six 5 s ones). A faulty pod spreads its bad answers over every interval, so it loses next
-    to nothing, whatever the window's length in intervals; one retrying client on a healthy pod
-    (median ~0) loses its whole burst and can never make the window an outlier by itself. An
-    interval at or below the typical one ends a burst: a fault that fails in short bursts with
-    quiet intervals between them is not one long burst (joined across the gaps, a pod failing
-    5 s in every 20 s at 5 s intervals was never drained). With only two intervals in the window
-    a burst cannot be told from a fault, and half of the difference is discounted."""
+    typical (median) arrival of up to `span` adjacent intervals that are all above it (see
+    `burst_span`: a client retrying for up to ~30 s straddles two 15 s intervals, or six 5 s
+    ones on a long enough window). A faulty pod spreads its bad answers over every interval, so
+    it loses next to nothing, whatever the window's length in intervals; one retrying client on
+    a healthy pod (median ~0) loses its whole burst and can never make the window an outlier by
+    itself. An interval at or below the typical one ends a burst: a fault that fails in short
+    bursts with quiet intervals between them is not one long burst (joined across the gaps,
+    six intervals set aside on a 40 s window hid a pod failing 5 s in every 20 s for an hour).
+    With only two intervals in the window a burst cannot be told from a fault, and half of the
+    difference is discounted."""
     if not jumps:
         return max(0.0, bad)
     typical = statistics.median(jumps)
