@@ -21,7 +21,7 @@ from stickyguard.core.doctor_facts import (
     ServiceFacts,
 )
 from stickyguard.core.names import API_VERSION, SERVING
-from stickyguard.core.policy import parse_policy
+from stickyguard.core.policy import Detection, parse_policy
 
 
 def policy(**spec: Any) -> Any:
@@ -224,6 +224,17 @@ def sessions_check(facts: Facts) -> Any:
 def test_sessions_are_skipped_without_gauges_and_say_what_that_costs() -> None:
     check = sessions_check(HEALTHY)
     assert check.result == SKIP and "one user whose calls all fail" in check.detail
+
+
+def test_a_short_interval_without_gauges_is_a_warning() -> None:
+    assert HEALTHY.policy is not None
+    fast = replace(HEALTHY, policy=replace(HEALTHY.policy, detection=Detection(interval_seconds=5)))
+    check = sessions_check(fast)
+    assert check.result == WARN
+    assert "intervalSeconds is 5" in check.detail and "20 s" in check.detail
+    assert "activeSessions" in check.fix
+    ten = replace(HEALTHY, policy=replace(HEALTHY.policy, detection=Detection(interval_seconds=10)))
+    assert sessions_check(ten).result == SKIP
 
 
 def test_plausible_gauges_pass_with_their_totals() -> None:

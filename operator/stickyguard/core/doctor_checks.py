@@ -260,18 +260,37 @@ def check_freshness(facts: Facts) -> Check:
     return Check("freshness", PASS, f"every pod scraped within {limit}s")
 
 
+# Below this interval, retry storms of 30 s straddle enough intervals to drain a healthy pod
+# when only requests are counted (measured at 5 s; none at 10 s or 15 s: docs/analysis.md).
+SHORT_INTERVAL_SECONDS = 10
+
+
 def check_sessions(facts: Facts) -> Check:
     """Session gauges that cannot be true, or that look like counters: the detector's users'
-    check trusts them (a pod is drained only when enough of its users are hurt)."""
-    if facts.policy is None or not facts.pods or not _prometheus_ok(facts):
-        return Check("sessions", SKIP, "needs selected pods and a reachable Prometheus")
-    if not facts.policy.prometheus.session_gauges:
+    check trusts them (a pod is drained only when enough of its users are hurt). Without
+    them, a short interval is a warning: counting requests, four intervals of a client's
+    retries are evidence enough."""
+    if facts.policy is not None and not facts.policy.prometheus.session_gauges:
+        interval = facts.policy.detection.interval_seconds
+        if interval < SHORT_INTERVAL_SECONDS:
+            return Check(
+                "sessions",
+                WARN,
+                f"spec.detection.intervalSeconds is {interval} and the policy reads no session "
+                f"gauges: a drain can rest on {4 * interval} s of bad requests, so clients "
+                "retrying for 30 s or more on a healthy pod can get it drained "
+                "(docs/analysis.md, known limit (g))",
+                "read activeSessions and degradedSessions (a drain then needs several hurt "
+                f"users), or set intervalSeconds to {SHORT_INTERVAL_SECONDS} or more",
+            )
         return Check(
             "sessions",
             SKIP,
             "the policy reads no session gauges (activeSessions, degradedSessions): drains "
             "count requests only, so one user whose calls all fail can get a pod drained",
         )
+    if facts.policy is None or not facts.pods or not _prometheus_ok(facts):
+        return Check("sessions", SKIP, "needs selected pods and a reachable Prometheus")
     active = facts.sessions.get("activeSessions", {})
     hurt = facts.sessions.get("degradedSessions", {})
     both = sorted(set(active) & set(hurt))
