@@ -118,9 +118,6 @@ class Track(NamedTuple):
     # and the excess of the last few evaluations (users_check.clear).
     hurt: tuple[float, float] = (0.0, 0.0)
     recent: tuple[float, ...] = ()
-    # The rest of the fleet's (events, bad events) over about half an hour
-    # (sequential.remember_reference).
-    reference: tuple[float, float] = (0.0, 0.0)
 
     @property
     def score(self) -> float:
@@ -357,8 +354,8 @@ def _interval_events(
     return new_n, min(c.b * weight, new_n), now_counters
 
 
-# The run's bad count, less this many of its Poisson standard deviations (one-sided, about
-# 97.7%), must still clear the thresholds.
+# The run's bad count, less this many of its standard deviations (one-sided, about 97.7%),
+# must still clear the thresholds.
 RUN_MARGIN_Z = 2.0
 
 
@@ -366,7 +363,10 @@ def _run_clears(run: tuple[float, float], d: Detection, base: float, phi: float 
     """The pod's ratio since its CUSUM last stood at zero clears both thresholds with a margin
     for its noise: a pod steadily just below `relativeThreshold` (2.5x the fleet, say) reaches
     the thresholds in a short run now and then, but not z standard deviations beyond them,
-    while a fault well above them clears the margin after a few bad events."""
+    while a fault well above them clears the margin after a few bad events. The deviation
+    counts the overdispersion `phi`: with clustered errors a healthy pod's run of ten minutes
+    at 3.5 times its own mean is noise (on 3- to 6-pod fleets a Poisson margin let such runs
+    drain 2-4 healthy pods per pod-year)."""
     n, b = run
     low = b - RUN_MARGIN_Z * math.sqrt(max(phi * b, 0.0))
     return n > 0 and low >= d.absolute_threshold * n and low >= d.relative_threshold * base * n
@@ -436,11 +436,6 @@ def analyze(
     ref_n, ref_b = sum(c.n for c in ref), sum(c.b for c in ref)
     terms = sequential.pearson_terms([(c.n, c.b) for c in ref], _ratio(ref_b, ref_n))
     ref_index = {c.pod: i for i, c in enumerate(ref)}
-    # The same pods' exact events since the last evaluation, for the remembered level.
-    ref_arrived = (
-        sum(interval_events.get(c.pod, (0.0, 0.0))[0] for c in ref),
-        sum(interval_events.get(c.pod, (0.0, 0.0))[1] for c in ref),
-    )
     # Session gauges of the reference pods that export them, for the users' check.
     readings = {
         c.pod: users_check.reading(by_pod[c.pod].active_sessions, by_pod[c.pod].degraded_sessions)
@@ -457,11 +452,9 @@ def analyze(
         t = tracks.get(c.pod, Track())
         is_judged = c.n >= d.min_requests
         rest_n, rest_b = ref_n, ref_b
-        rest_arrived = ref_arrived
         if c.pod not in excluded and c.n > 0:
             rest_n, rest_b = rest_n - c.n, rest_b - raw_bad[c.pod]
-            own = interval_events.get(c.pod, (0.0, 0.0))
-            rest_arrived = (rest_arrived[0] - own[0], rest_arrived[1] - own[1])
+        base = (rest_b + _PRIOR_BAD) / (rest_n + _PRIOR_TOTAL)
         # Thin data on this pod is fine for a sequential test (evidence accumulates), but the
         # rest of the fleet must be large enough to be a baseline.
         comparable = rest_n >= d.min_requests and c.n > 0
@@ -475,13 +468,6 @@ def analyze(
             estimate = min(estimate, sequential.DISPERSION_STEP * max(1.0, t.dispersion))
         disp = t.dispersion + (estimate - t.dispersion) / disp_n
         phi = max(1.0, disp)
-        elapsed_here = None if t.seen_time is None else now - t.seen_time
-        reference = (
-            t.reference
-            if d.one_shot
-            else sequential.remember_reference(t.reference, rest_arrived, elapsed_here)
-        )
-        base = sequential.baseline((rest_n, rest_b), reference, phi)
         cusum, evidence_time, run, hurt, recent = t.cusum, t.evidence_time, t.run, t.hurt, t.recent
         gauges = readings[c.pod]
         checked = sessions_expected or gauges != users_check.MISSING
@@ -575,7 +561,6 @@ def analyze(
             run,
             hurt,
             recent,
-            reference,
         )
     # A pod without data this time keeps its state: absence of evidence is not recovery.
     for s in ordered:

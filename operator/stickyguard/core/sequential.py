@@ -32,12 +32,6 @@ BURST_SECONDS = 30.0
 # Evaluations in the running mean of the overdispersion (240 x 15 s: an hour).
 DISPERSION_MEMORY = 240
 DISPERSION_SETTLED, DISPERSION_STEP = 20, 4.0
-# The rest of the fleet's exact events are remembered over about half an hour (exponentially
-# weighted): the level a pod is compared with (see `baseline`).
-REFERENCE_SECONDS = 1800.0
-# The window's level replaces it when it is higher by this many of its standard deviations.
-BASELINE_MARGIN_Z = 1.0
-_PRIOR_BAD, _PRIOR_TOTAL = 0.5, 1.0
 
 
 def threshold(false_drains_per_pod_year: float, interval_seconds: float) -> float:
@@ -154,42 +148,6 @@ def arrived_bad(jumps: Sequence[float], plausible: float) -> float:
     if not jumps:
         return 0.0
     return max(0.0, min(jumps[-1], plausible))
-
-
-def remember_reference(
-    reference: tuple[float, float], arrived: tuple[float, float], elapsed: float | None
-) -> tuple[float, float]:
-    """The rest of the fleet's (events, bad events), exponentially weighted over
-    REFERENCE_SECONDS, after `arrived` came in `elapsed` seconds (None: a first look)."""
-    keep = 1.0 if elapsed is None else math.exp(-max(0.0, elapsed) / REFERENCE_SECONDS)
-    return (reference[0] * keep + arrived[0], reference[1] * keep + arrived[1])
-
-
-def baseline(
-    window: tuple[float, float],
-    reference: tuple[float, float],
-    phi: float,
-    z: float = BASELINE_MARGIN_Z,
-) -> float:
-    """The bad ratio a pod is judged against: the rest of the fleet's over about half an hour
-    (`remember_reference`), unless this window's rest is surely higher (its bad count less `z`
-    of its standard deviations, overdispersion `phi` included, is above it: the whole fleet got
-    worse, and a pod like the rest must not look bad). The window alone is a poor level for a
-    small fleet with clustered errors: the other two or three pods of a 3- or 4-pod fleet go
-    whole windows without a cluster, their ratio drops to nearly nothing, and a pod with one
-    looks 25 times worse (2 to 4 false drains per pod-year, measured). `z` = 1 follows a
-    fleet-wide rise within about a window (with 2, the lag let every pod of a small fleet at
-    2 req/s gather most of the threshold in evidence while the whole fleet went from 0.5% to
-    3%) and costs a fault nothing measurable. Until the memory holds a window's worth of
-    events, the window alone."""
-    n, b = window
-    point = (b + _PRIOR_BAD) / (n + _PRIOR_TOTAL)
-    ref_n, ref_b = reference
-    if ref_n < n or n <= 0:
-        return point
-    long = (ref_b + _PRIOR_BAD) / (ref_n + _PRIOR_TOTAL)
-    surely = max(0.0, b - z * math.sqrt(max(0.0, phi * b))) / n
-    return max(long, surely)
 
 
 def pearson_terms(counts: Sequence[tuple[float, float]], p: float) -> dict[int, float]:
