@@ -74,25 +74,32 @@ class Doctor:
 
     def healthy(self, *extra: str) -> dict[str, dict[str, str]]:
         """Waits until Prometheus has scraped every pod (a new pod takes a scrape or two):
-        every check passes but `sessions`, skipped (these policies read no session gauges)."""
+        every check passes but `sessions`, which warns about the policies' short interval."""
 
-        def expected(name: str) -> str:
-            return "skip" if name == "sessions" else "pass"
+        def as_expected(name: str, check: dict[str, str]) -> bool:
+            return short_interval(check) if name == "sessions" else check["result"] == "pass"
 
         return wait_for(
-            lambda: (
-                (c := self.run(*extra))
-                and all(x["result"] == expected(k) for k, x in c.items())
-                and c
-            ),
+            lambda: (c := self.run(*extra)) and all(as_expected(k, x) for k, x in c.items()) and c,
             timeout=90,
             what="every doctor check passing",
             detail=lambda: json.dumps(self.run(*extra), indent=1),
         )
 
 
+def short_interval(check: dict[str, str]) -> bool:
+    """doctor's warning about these policies: they read no session gauges and evaluate every
+    5 s (to keep the tests short), so retry storms could drain a pod. True, and not what these
+    tests are about."""
+    return check["result"] == "warn" and "intervalSeconds is 5" in check["detail"]
+
+
 def failing(checks: dict[str, dict[str, str]]) -> dict[str, str]:
-    return {n: c["result"] for n, c in checks.items() if c["result"] in ("fail", "warn")}
+    return {
+        n: c["result"]
+        for n, c in checks.items()
+        if c["result"] in ("fail", "warn") and not short_interval(c)
+    }
 
 
 @pytest.fixture
