@@ -359,7 +359,7 @@ def _interval_events(
 RUN_MARGIN_Z = 2.0
 
 
-def _run_clears(run: tuple[float, float], d: Detection, base: float, phi: float = 1.0) -> bool:
+def _run_clears(run: tuple[float, float], d: Detection, base: float, phi: float) -> bool:
     """The pod's ratio since its CUSUM last stood at zero clears both thresholds with a margin
     for its noise: a pod steadily just below `relativeThreshold` (2.5x the fleet, say) reaches
     the thresholds in a short run now and then, but not z standard deviations beyond them,

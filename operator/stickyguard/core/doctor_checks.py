@@ -20,6 +20,7 @@ from stickyguard.core.doctor_facts import (
 )
 from stickyguard.core.drain_methods import method_named
 from stickyguard.core.policy import Policy
+from stickyguard.core.sequential import MIN_EVIDENCE_INTERVALS
 
 # Annotations that pin a client to a backend pod, by controller and by the object the
 # controller reads them from (value None: any value, e.g. a cookie name).
@@ -277,7 +278,8 @@ def check_sessions(facts: Facts) -> Check:
                 "sessions",
                 WARN,
                 f"spec.detection.intervalSeconds is {interval} and the policy reads no session "
-                f"gauges: a drain can rest on {4 * interval} s of bad requests, so clients "
+                "gauges: a drain can rest on "
+                f"{MIN_EVIDENCE_INTERVALS * interval} s of bad requests, so clients "
                 "retrying for 30 s or more on a healthy pod can get it drained "
                 "(docs/analysis.md, known limit (g))",
                 "read activeSessions and degradedSessions (a drain then needs several hurt "
