@@ -406,9 +406,10 @@ def plan(
                         HoldCause.FOLLOWED_DRAIN,
                         f"{name}: not drained: its errors began after {moved.pod} was drained "
                         f"{now - moved.time:.0f}s ago, whose own errors began after "
-                        f"{moved.after} was drained: the errors move with the sessions the "
-                        f"drains move (a client whose every call fails, or the load), not "
-                        f"with the pods; held for {_HOUR - (now - moved.time):.0f}s more",
+                        f"{moved.after} was drained: the errors move with the drains (the "
+                        f"sessions of a client whose every call fails, the load, or new pods "
+                        f"as bad as those they replace), so another drain helps nobody; held "
+                        f"for {_HOUR - (now - moved.time):.0f}s more",
                     )
                 )
             elif cooling:
