@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from stickyguard.core.analysis import CONCENTRATED, Findings, Track
 from stickyguard.core.containment import Budget, Containment, ContainPod, plan_containment
 from stickyguard.core.drain_methods import method_named
+from stickyguard.core.names import rfc3339
 from stickyguard.core.policy import Policy
 from stickyguard.core.problems import Held, HoldCause
 
@@ -405,11 +406,11 @@ def plan(
                     Held(
                         HoldCause.FOLLOWED_DRAIN,
                         f"{name}: not drained: its errors began after {moved.pod} was drained "
-                        f"{now - moved.time:.0f}s ago, whose own errors began after "
+                        f"at {rfc3339(moved.time)}, whose own errors began after "
                         f"{moved.after} was drained: the errors move with the drains (the "
                         f"sessions of a client whose every call fails, the load, or new pods "
                         f"as bad as those they replace), so another drain helps nobody; held "
-                        f"for {_HOUR - (now - moved.time):.0f}s more",
+                        f"until {rfc3339(moved.time + _HOUR)}",
                     )
                 )
             elif cooling:
