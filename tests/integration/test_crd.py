@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from policies import INVALID, SAMPLES, load_sample, minimal
-from stickyguard.core import cycle
 from stickyguard.core.names import GROUP, PLURAL, VERSION
-from stickyguard.core.planner import DRAIN, ActionRecord
 from stickyguard.core.policy import parse_policy
 from stickyguard_lab import testenv
 from stickyguard_lab.kubectl import kubectl
@@ -78,31 +75,3 @@ def test_invalid_policy_rejected_at_admission_naming_the_field(
         )
     assert info.value.status == 422, info.value.body
     assert field in info.value.body, info.value.body
-
-
-def test_the_status_keeps_which_drain_a_drain_followed(
-    lab: testenv.LabEnv, api_client: client.ApiClient, namespace: str
-) -> None:
-    # The apiserver prunes what the schema does not name: an `after` it dropped would silently
-    # turn the followedDrain hold off.
-    kubectl(
-        lab.binaries.kubectl,
-        lab.kubeconfig,
-        "apply",
-        "--server-side",
-        "-n",
-        namespace,
-        "-f",
-        str(SAMPLES[0]),
-    )
-    name = yaml.safe_load(SAMPLES[0].read_text())["metadata"]["name"]
-    now = time.time()
-    status: dict[str, Any] = {}
-    cycle.record_actions(
-        status, [ActionRecord(now - 60, DRAIN, "a"), ActionRecord(now - 30, DRAIN, "b", "a")], {}
-    )
-    api = client.CustomObjectsApi(api_client)
-    api.patch_namespaced_custom_object_status(*GVR, namespace, PLURAL, name, {"status": status})
-    stored = api.get_namespaced_custom_object(*GVR, namespace, PLURAL, name)
-    history = cycle.history_from_status(stored["status"], now)
-    assert [(r.pod, r.after) for r in history] == [("a", ""), ("b", "a")]

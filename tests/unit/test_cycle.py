@@ -4,7 +4,7 @@ once the writes are done, and that it never acts on unusable metrics."""
 from __future__ import annotations
 
 from planner_fixtures import NOW, policy
-from stickyguard.core import cycle, sequential
+from stickyguard.core import sequential
 from stickyguard.core.analysis import MetricsSnapshot, PodMeta, PodSample, Track
 from stickyguard.core.cycle import (
     ClusterSnapshot,
@@ -112,23 +112,6 @@ def test_history_is_read_from_status_and_kept_one_hour() -> None:
         ]
     }
     assert [r.pod for r in history_from_status(status, NOW)] == ["a"]
-
-
-def test_a_drain_keeps_which_drain_its_pod_followed_in_the_status() -> None:
-    status: dict[str, object] = {}
-    history = [ActionRecord(NOW - 100, DRAIN, "a"), ActionRecord(NOW - 50, DRAIN, "b", "a")]
-    cycle.record_actions(status, history, {})
-    assert status["recentActions"] == [
-        {"time": rfc3339(NOW - 100), "action": DRAIN, "pod": "a"},
-        {"time": rfc3339(NOW - 50), "action": DRAIN, "pod": "b", "after": "a"},
-    ]
-    assert list(history_from_status(status, NOW)) == [
-        ActionRecord(float(int(NOW - 100)), DRAIN, "a"),
-        ActionRecord(float(int(NOW - 50)), DRAIN, "b", "a"),
-    ]
-    # Written by hand or by an older version: anything but a string is no pod.
-    status["recentActions"] = [{"time": rfc3339(NOW - 50), "action": DRAIN, "pod": "b", "after": 3}]
-    assert history_from_status(status, NOW)[0].after == ""
 
 
 def test_settle_reports_only_what_was_done() -> None:

@@ -11,10 +11,8 @@ from hypothesis import strategies as st
 
 from planner_fixtures import NOW, findings, pods, policy
 from stickyguard.core.analysis import Findings, PodMeta, PodSample, Track, analyze, single_shot
-from stickyguard.core.names import rfc3339
 from stickyguard.core.planner import (
     COMPLETE_ISOLATE,
-    CONTAIN,
     CORDON,
     DRAIN,
     EVICT,
@@ -24,11 +22,9 @@ from stickyguard.core.planner import (
     ActionRecord,
     Plan,
     PodState,
-    followed_drain,
     plan,
 )
 from stickyguard.core.policy import Policy
-from stickyguard.core.problems import HoldCause
 
 
 def kinds(pl: Plan) -> list[tuple[str, str]]:
@@ -393,135 +389,3 @@ def test_a_cordoned_node_stays_cordoned_while_its_pods_are_drained_or_unjudged()
     evicted = [s for s in states if s.name not in ("pod-00", "pod-03", "pod-06")]
     assert not uncordons(evicted)
     assert uncordons(states)
-
-
-def _watched(first: float | None, calm: float | None) -> Track:
-    return Track(degraded=True, cusum=(30.0,), first_time=first, calm_time=calm)
-
-
-def _with(f: Findings, pod: str, track: Track) -> Findings:
-    return dataclasses.replace(f, tracks={**f.tracks, pod: track})
-
-
-def test_a_pod_whose_errors_began_after_a_drain_is_drained_and_says_so() -> None:
-    # pod-00 looked like any other pod 15 s after pod-09 was drained, and alarms now: maybe a
-    # second fault, maybe what came with pod-09's sessions. It is drained, and the record keeps
-    # which drain it followed.
-    p = policy()
-    f = _with(findings(p, [0.2] + [0.001] * 9), "pod-00", _watched(NOW - 900, NOW - 285))
-    for kind in (DRAIN, CONTAIN):  # a containment's drain moves sessions as well
-        pl = plan(p, pods(10), f, None, [ActionRecord(NOW - 300, kind, "pod-09")], NOW)
-        (a,) = [a for a in pl.actions if a.kind == DRAIN]
-        assert a.after == "pod-09" and "began after pod-09 was drained" in a.reason
-
-
-def test_errors_that_keep_moving_with_the_drains_are_held() -> None:
-    # pod-09's own errors had begun after pod-08 was drained: a third pod turning bad after
-    # pod-09's drain is the errors moving with the sessions (a failing client, the load).
-    p = policy()
-    f = _with(findings(p, [0.2] + [0.001] * 9), "pod-00", _watched(NOW - 900, NOW - 285))
-    hist = [
-        ActionRecord(NOW - 600, DRAIN, "pod-08"),
-        ActionRecord(NOW - 300, DRAIN, "pod-09", "pod-08"),
-    ]
-    pl = plan(p, pods(10), f, None, hist, NOW)
-    assert kinds(pl) == []
-    (b,) = pl.blocked
-    assert b.cause == HoldCause.FOLLOWED_DRAIN and not b.cause.is_budget
-    assert f"after pod-09 was drained at {rfc3339(NOW - 300)}" in str(b)
-    assert f"held until {rfc3339(NOW + 3300)}" in str(b)
-    # The line is the same at every evaluation: one Event, when it first appears.
-    again = plan(p, pods(10), f, None, hist, NOW + 15)
-    assert [str(x) for x in again.blocked] == [str(b)]
-    assert "after pod-08 was drained" in str(b)
-    # An hour after that drain the pod is judged like any other.
-    later = plan(p, pods(10), f, None, hist[1:], NOW - 300 + 3600)
-    assert kinds(later) == [(DRAIN, "pod-00")]
-    # safety.followedDrainSeconds: 0 turns the hold off.
-    off = policy(safety={"followedDrainSeconds": 0})
-    (a,) = plan(off, pods(10), f, None, hist, NOW).actions[-1:]
-    assert (a.kind, a.pod, a.after) == (DRAIN, "pod-00", "")
-
-
-def test_a_pod_already_suspect_at_the_drain_is_not_held() -> None:
-    p = policy()
-    f = findings(p, [0.2] + [0.001] * 9)
-    hist = [ActionRecord(NOW - 300, DRAIN, "pod-09", "pod-08")]
-    for track, since in (
-        (_watched(NOW - 900, NOW - 315), NOW - 900),  # its case was building before the drain
-        (_watched(NOW - 900, NOW - 300 + 600 + 15), NOW - 900),  # calm long after it
-        (_watched(NOW - 900, None), NOW - 900),  # never calm while watched
-        (_watched(NOW - 200, NOW - 150), NOW - 200),  # no track spans the drain (a restart)
-    ):
-        others = {pod: t._replace(first_time=since) for pod, t in f.tracks.items()}
-        g = dataclasses.replace(f, tracks={**others, "pod-00": track})
-        pl = plan(p, pods(10), g, None, hist, NOW)
-        assert [(a.kind, a.pod, a.after) for a in pl.actions][-1:] == [(DRAIN, "pod-00", "")]
-
-
-def test_a_pod_that_came_up_after_the_drain_can_follow_it() -> None:
-    # A replacement pod is first seen after the drain; the detector watched the fleet across
-    # it (another track is older), so its calm first evaluations count.
-    hist = [ActionRecord(NOW - 300, DRAIN, "a", "b")]
-    new = _watched(NOW - 200, NOW - 150)
-    assert followed_drain("me", new, hist, NOW, 600, NOW - 5000) == hist[0]
-    assert followed_drain("me", new, hist, NOW, 600, NOW - 200) is None
-    assert followed_drain("me", new, hist, NOW, 600, None) is None
-
-
-def test_followed_drain_prefers_a_drain_that_itself_followed_one() -> None:
-    hist = [
-        ActionRecord(NOW - 3000, DRAIN, "a"),
-        ActionRecord(NOW - 600, EVICT, "a"),  # an eviction moves nothing: the drain did
-        ActionRecord(NOW - 500, DRAIN, "b", "a"),
-        ActionRecord(NOW - 400, DRAIN, "c"),
-        ActionRecord(NOW - 100, DRAIN, "me"),  # its own drain moves nothing onto it
-    ]
-    since = NOW - 4000
-    assert followed_drain("me", _watched(None, NOW - 350), hist, NOW, 600, since) == hist[2]
-    assert followed_drain("me", _watched(None, NOW - 2990), hist, NOW, 600, since) == hist[0]
-    assert followed_drain("me", _watched(None, NOW - 2000), hist, NOW, 600, since) is None
-    assert followed_drain("me", None, hist, NOW, 600, since) is None
-
-
-def test_a_drain_recorded_in_whole_seconds_still_matches_its_evaluation() -> None:
-    # status.recentActions keeps whole seconds; the pod's drained-at is its write's time.
-    drain = ActionRecord(NOW - 299.0, DRAIN, "pod-09")
-    since = NOW - 900
-    assert followed_drain("pod-00", _watched(None, NOW - 299.6), [drain], NOW, 600, since) == drain
-    assert followed_drain("pod-00", _watched(None, NOW - 314.0), [drain], NOW, 600, since) is None
-
-
-def test_the_detector_keeps_when_a_pod_last_looked_like_the_rest() -> None:
-    p = policy(detection={"minRequests": 10})
-    d = p.detection
-    tracks: dict[str, Track] = {}
-    bad_from = 5
-    counters = {f"pod-{i:02d}": [0.0, 0.0] for i in range(6)}
-    calm_at_onset = None
-    for step in range(40):
-        now = NOW + 15.0 * step
-        samples = []
-        for pod, c in counters.items():
-            c[0] += 300
-            c[1] += 30 if pod == "pod-00" and step >= bad_from else 1
-            samples.append(
-                PodSample(
-                    pod,
-                    2400,
-                    8 * (30 if pod == "pod-00" and step >= bad_from else 1),
-                    total_counter=c[0],
-                    bad_counter=c[1],
-                )
-            )
-        f = analyze(samples, {}, d, p.impact, tracks, now=now)
-        tracks = dict(f.tracks)
-        if step == bad_from - 1:
-            calm_at_onset = tracks["pod-00"].calm_time
-    bad, good = tracks["pod-00"], tracks["pod-01"]
-    assert bad.first_time == good.first_time == NOW
-    assert calm_at_onset == NOW + 15.0 * (bad_from - 1)
-    # The bad pod stopped looking like the rest within an interval of its onset; the healthy
-    # ones look like the rest at every evaluation.
-    assert NOW + 15.0 * (bad_from - 1) <= bad.calm_time <= NOW + 15.0 * bad_from
-    assert good.calm_time == NOW + 15.0 * 39

@@ -118,11 +118,6 @@ class Track(NamedTuple):
     # and the excess of the last few evaluations (users_check.clear).
     hurt: tuple[float, float] = (0.0, 0.0)
     recent: tuple[float, ...] = ()
-    # The last evaluation at which the pod held less evidence than one interval may add (it
-    # looked like any other pod), and its first evaluation: whether its case was built before
-    # or after a drain that moved sessions onto it (see planner.followed_drain).
-    calm_time: float | None = None
-    first_time: float | None = None
 
     @property
     def score(self) -> float:
@@ -551,7 +546,6 @@ def analyze(
             alarms.add(c.pod)
         elif would:
             held_by_users.add(c.pod)
-        calm = moved and max(cusum, default=0.0) < h / sequential.MIN_EVIDENCE_INTERVALS
         new_tracks[c.pod] = Track(
             fails,
             passes,
@@ -567,8 +561,6 @@ def analyze(
             run,
             hurt,
             recent,
-            now if calm else t.calm_time,
-            now if t.seen_time is None and t.first_time is None else t.first_time,
         )
     # A pod without data this time keeps its state: absence of evidence is not recovery.
     for s in ordered:

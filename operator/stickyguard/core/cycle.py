@@ -207,9 +207,7 @@ def settle(
     `failed` one hold (cause ACTION_FAILED) per action that did not."""
     p = decision.plan
     done_plan = Plan(tuple(done), p.would, p.blocked + tuple(failed))
-    new_records = [
-        ActionRecord(now, a.kind, a.pod or a.node, a.after) for a in done if a.kind in BUDGETED
-    ]
+    new_records = [ActionRecord(now, a.kind, a.pod or a.node) for a in done if a.kind in BUDGETED]
     status = policy_status.build_status(
         policy,
         cluster.pods,
@@ -234,14 +232,10 @@ def record_actions(
     for r in history:
         times[r.action] = max(times.get(r.action, r.time), r.time)
     status["recentActions"] = [
-        {"time": rfc3339(r.time), "action": r.action, "pod": r.pod, **_after(r)}
+        {"time": rfc3339(r.time), "action": r.action, "pod": r.pod}
         for r in sorted(history, key=lambda r: r.time)
     ]
     status["lastActions"] = {k: rfc3339(t) for k, t in sorted(times.items())}
-
-
-def _after(r: ActionRecord) -> dict[str, str]:
-    return {"after": r.after} if r.after else {}
 
 
 def records_from_status(status: Mapping[str, Any]) -> list[ActionRecord]:
@@ -250,15 +244,7 @@ def records_from_status(status: Mapping[str, Any]) -> list[ActionRecord]:
     for r in status.get("recentActions") or []:
         t = parse_rfc3339(r.get("time"))
         if t is not None:
-            after = r.get("after")
-            out.append(
-                ActionRecord(
-                    t,
-                    str(r.get("action")),
-                    str(r.get("pod")),
-                    after if isinstance(after, str) else "",
-                )
-            )
+            out.append(ActionRecord(t, str(r.get("action")), str(r.get("pod"))))
     return out
 
 

@@ -8,9 +8,6 @@ Rules, in order:
   `maxDrainedPercent` (rounded down; pods drained by *any* policy count), `minReadyPods`,
   `maxActionsPerHour` (drains, evictions, isolations, cordons and rollout pauses/rollbacks)
   and `cooldownSeconds` since the last drain (its time persists beyond the hour of history);
-- hold a degraded pod whose errors began just after this policy drained a pod whose own errors
-  began just after another drain (`followed_drain`): errors that move with the sessions each
-  drain moves are a client's or the load's, not the pods';
 - never start acting on a pod another, older policy also selects (`claimed`): that policy
   acts on it, this one reports a Conflict;
 - contain a failed version for the rollout guard (`containment`, core.containment): drain its
@@ -28,10 +25,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from stickyguard.core.analysis import CONCENTRATED, Findings, Track
+from stickyguard.core.analysis import CONCENTRATED, Findings
 from stickyguard.core.containment import Budget, Containment, ContainPod, plan_containment
 from stickyguard.core.drain_methods import method_named
-from stickyguard.core.names import rfc3339
 from stickyguard.core.policy import Policy
 from stickyguard.core.problems import Held, HoldCause
 
@@ -54,10 +50,6 @@ CORDON_MIN_SHARE = 0.8  # cordon only when one node holds this much of the exces
 # pod per node it would make the node dimension win with share 1.0.
 CORDON_MIN_PODS = 2
 _HOUR = 3600.0
-# A drain's recorded time is the evaluation's, whole seconds (status), or its write's (the pod's
-# drained-at, when the status write failed): a second or so either side of the evaluation at
-# which the pod was last calm.
-_RECORD_SLACK = 2.0
 
 
 @dataclass(frozen=True)
@@ -85,8 +77,6 @@ class ActionRecord:
     time: float
     action: str
     pod: str
-    # A drain of a pod whose errors began just after this pod was drained (followed_drain).
-    after: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +86,6 @@ class Action:
     reason: str
     node: str = ""
     version: str = ""  # CONTAIN: the version contained
-    after: str = ""  # DRAIN: the drained pod its errors began after (followed_drain)
 
 
 @dataclass(frozen=True)
@@ -153,41 +142,6 @@ def _drain_reason(f: Findings, pod: str) -> str:
                 else f"{p.ratio:.2%} bad"
             )
     return "degraded"
-
-
-def followed_drain(
-    pod: str,
-    track: Track | None,
-    history: Sequence[ActionRecord],
-    now: float,
-    within: float,
-    watched_since: float | None,
-) -> ActionRecord | None:
-    """The drain (within the hour) whose moved sessions may have brought this pod's errors, if
-    any: the pod looked like any other pod at the drain or after it (a pod that came up after it,
-    when first seen), and turned bad within `within` seconds
-    (`safety.followedDrainSeconds`). A drain moves its pod's sessions to other pods at their next
-    request: within seconds for busy users, a few minutes for sparse ones. Of several such
-    drains, one that itself followed a drain comes first (see `plan`). The detector must have
-    watched the fleet across the drain (`watched_since`: its oldest track's first evaluation):
-    after an operator restart or a new leader every CUSUM starts at zero, so a pod that has
-    been bad for an hour also looks calm at first, and nothing says when its errors began."""
-    if within <= 0 or track is None or track.calm_time is None or watched_since is None:
-        return None
-    calm = track.calm_time
-    moves = sorted(
-        (
-            r
-            for r in history
-            if r.action in (DRAIN, CONTAIN)
-            and r.pod != pod
-            and now - r.time < _HOUR
-            and watched_since <= r.time
-            and r.time - _RECORD_SLACK <= calm <= r.time + within
-        ),
-        key=lambda r: (not r.after, -r.time),
-    )
-    return moves[0] if moves else None
 
 
 def _node_recovered(node: str, live: Sequence[PodState], findings: Findings) -> bool:
@@ -388,32 +342,8 @@ def plan(
             key=lambda n: (-ratio.get(n, 0.0), n),
         )
         cooling = now - _last((DRAIN,), history, last_times) < safety.cooldown_seconds
-        watched_since = min(
-            (t.first_time for t in findings.tracks.values() if t.first_time is not None),
-            default=None,
-        )
         for name in candidates:
-            moved = followed_drain(
-                name,
-                findings.tracks.get(name),
-                history,
-                now,
-                safety.followed_drain_seconds,
-                watched_since,
-            )
-            if moved is not None and moved.after:
-                blocked.append(
-                    Held(
-                        HoldCause.FOLLOWED_DRAIN,
-                        f"{name}: not drained: its errors began after {moved.pod} was drained "
-                        f"at {rfc3339(moved.time)}, whose own errors began after "
-                        f"{moved.after} was drained: the errors move with the drains (the "
-                        f"sessions of a client whose every call fails, the load, or new pods "
-                        f"as bad as those they replace), so another drain helps nobody; held "
-                        f"until {rfc3339(moved.time + _HOUR)}",
-                    )
-                )
-            elif cooling:
+            if cooling:
                 blocked.append(
                     Held(
                         HoldCause.COOLDOWN,
@@ -447,20 +377,8 @@ def plan(
                     )
                 )
             else:
-                reason = _drain_reason(findings, name)
-                if moved is not None:
-                    reason += (
-                        f"; its errors began after {moved.pod} was drained (if another pod's "
-                        f"begin after this drain, that pod is held: followedDrainSeconds)"
-                    )
                 actions.append(
-                    Action(
-                        DRAIN,
-                        name,
-                        reason,
-                        by_name[name].node,
-                        after=moved.pod if moved is not None else "",
-                    )
+                    Action(DRAIN, name, _drain_reason(findings, name), by_name[name].node)
                 )
                 drained_count += 1
                 serving -= 1 if by_name[name].ready else 0

@@ -233,9 +233,6 @@ class Safety:
     min_ready_pods: int = 2
     max_actions_per_hour: int = 10
     cooldown_seconds: int = 60
-    # A pod that turns bad within this long after a drain of the policy is held (see
-    # planner.followed_drain); 0 turns the hold off.
-    followed_drain_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -583,9 +580,6 @@ def _safety(r: _Reader) -> Safety:
             "maxActionsPerHour", int, d.max_actions_per_hour, _between(0, 1000)
         ),
         cooldown_seconds=r.value("cooldownSeconds", int, d.cooldown_seconds, _between(0, 86400)),
-        followed_drain_seconds=r.value(
-            "followedDrainSeconds", int, d.followed_drain_seconds, _between(0, 3600)
-        ),
     )
     r.done()
     return out

@@ -51,8 +51,6 @@ class HoldCause(StrEnum):
     METRICS_UNAVAILABLE = "metricsUnavailable"
     ACTION_FAILED = "actionFailed"
     NO_ROLLBACK_TARGET = "noRollbackTarget"
-    # The pod's errors began just after a drain moved sessions onto it (planner.followed_drain).
-    FOLLOWED_DRAIN = "followedDrain"
     OTHER = "other"
 
     @property

@@ -352,7 +352,7 @@ def run(sc: Scenario, strategy: str, requests: list[Request]) -> Result:
                 continue
             if a.kind == DRAIN:
                 pod.serving, pod.drained_at = False, t
-                history.append(ActionRecord(t, DRAIN, a.pod, a.after))
+                history.append(ActionRecord(t, DRAIN, a.pod))
                 mitigated(pod, t, "drain")
                 fleet.changed()
             elif a.kind == RESTORE:
