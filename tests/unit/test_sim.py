@@ -175,6 +175,13 @@ def test_a_failing_user_drains_nothing_when_the_app_exports_session_gauges() -> 
     assert run(without, "stickyguard", traffic(without, 1)).healthy_pods_drained > 0
 
 
+def test_one_bad_pod_on_a_fleet_above_the_absolute_threshold_is_drained() -> None:
+    sc = load("high-background")
+    for seed in (1, 2):
+        res = run(sc, "stickyguard", traffic(sc, seed))
+        assert res.pods_drained == 1 and res.healthy_pods_drained == 0, res.actions
+
+
 def test_a_second_fault_that_begins_after_a_drain_is_drained_too() -> None:
     sc = load("second-fault")
     for seed in (1, 2):
