@@ -49,9 +49,6 @@ CASES = [
     ("below-absolute", [0.008] + [0.001] * 9, HEALTHY, []),
     ("below-relative", [0.02] + [0.008] * 9, HEALTHY, []),
     ("perfect-rest-one-bad-pod", [0.05] + [0.0] * 5, CONCENTRATED, [0]),
-    # Every pod above absoluteThreshold (1%): the hot bar rises with the fleet's floor.
-    ("one-pod-above-a-2pct-floor", [0.1] + [0.02] * 9, CONCENTRATED, [0]),
-    ("half-bad-on-a-2pct-floor", [0.2] * 5 + [0.02] * 5, FLEET_WIDE, []),
 ]
 
 

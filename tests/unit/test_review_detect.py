@@ -158,27 +158,6 @@ def test_a_fault_on_half_the_fleet_drains_nothing() -> None:
     assert _drains(n, b) == []
 
 
-def test_a_fault_on_half_a_fleet_above_the_absolute_threshold_drains_nothing() -> None:
-    """The same on a fleet whose background (2%) is above absoluteThreshold: the hot bar is
-    relativeThreshold x the fleet's lower quartile, which the healthy half keeps at 2%."""
-    rng = np.random.default_rng(4)
-    n = rng.poisson(2 * INTERVAL, size=(280, 10)).astype(float)
-    b = rng.binomial(n.astype(np.int64), 0.02).astype(float)
-    b[40:, :5] = rng.binomial(n[40:, :5].astype(np.int64), 0.15)
-    assert _drains(n, b) == []
-
-
-def test_one_bad_pod_on_a_fleet_above_the_absolute_threshold_is_drained() -> None:
-    """Every pod at 2% (above the 1% absoluteThreshold) made every pod hot, so one pod at 10%
-    was always fleet-wide and never drained (the simulator: 15.6% of users hurt instead of
-    0.6% on a 5-pod fleet at 10 req/s per pod)."""
-    rng = np.random.default_rng(5)
-    n = rng.poisson(10 * INTERVAL, size=(80, 5)).astype(float)
-    b = rng.binomial(n.astype(np.int64), 0.02).astype(float)
-    b[20:, 0] = rng.binomial(n[20:, 0].astype(np.int64), 0.1)
-    assert "pod-00" in {pod for _, pod in _drains(n, b)}
-
-
 # --- 6. Absurd but finite counts crash the evaluation --------------------------------------------
 def test_a_huge_finite_count_does_not_crash_the_evaluation() -> None:
     """Two exporters reporting 1e200 (finite, bad <= total, below every threshold) make every

@@ -175,11 +175,15 @@ def test_a_failing_user_drains_nothing_when_the_app_exports_session_gauges() -> 
     assert run(without, "stickyguard", traffic(without, 1)).healthy_pods_drained > 0
 
 
-def test_one_bad_pod_on_a_fleet_above_the_absolute_threshold_is_drained() -> None:
+def test_a_noisy_fleet_needs_absolute_threshold_above_its_usual_ratio() -> None:
+    # high-background: every pod at 2%, one at 10%. With absoluteThreshold at 5% the bad pod is
+    # drained; with the default 1% every pod is past it and every verdict is fleet-wide.
     sc = load("high-background")
+    default = dataclasses.replace(sc, policy={})
     for seed in (1, 2):
         res = run(sc, "stickyguard", traffic(sc, seed))
         assert res.pods_drained == 1 and res.healthy_pods_drained == 0, res.actions
+        assert run(default, "stickyguard", traffic(default, seed)).pods_drained == 0
 
 
 def test_a_second_fault_that_begins_after_a_drain_is_drained_too() -> None:

@@ -354,18 +354,6 @@ def _interval_events(
     return new_n, min(c.b * weight, new_n), now_counters
 
 
-def hot_bar(judged: Sequence[_Counts], d: Detection) -> float:
-    """The bad ratio past which a pod counts towards a fleet-wide verdict: `absoluteThreshold`,
-    or `relativeThreshold` times the fleet's floor (the lower quartile of the pods' ratios) when
-    that is higher. A fleet whose every pod sits above `absoluteThreshold` (a 2% background, a
-    1% threshold) had every pod hot, so one pod at 10% was always "fleet-wide" and never
-    drained; a fault on half the fleet still leaves the lower quartile on healthy pods."""
-    ratios = sorted(c.b / c.n for c in judged if c.n > 0)
-    if not ratios:
-        return d.absolute_threshold
-    return max(d.absolute_threshold, d.relative_threshold * ratios[(len(ratios) - 1) // 4])
-
-
 # The run's bad count, less this many of its standard deviations (one-sided, about 97.7%),
 # must still clear the thresholds.
 RUN_MARGIN_Z = 2.0
@@ -591,11 +579,14 @@ def analyze(
         if raw_considered
         else None
     )
-    # Pods bad beyond the hot bar in this window, proven outliers or not: when half the fleet is
-    # hot, a fault is fleet-wide even in an evaluation where some of its pods have not (or no
-    # longer) alarmed, so the verdict does not flap into "concentrated".
-    bar = hot_bar([c for c in raw_considered if c.n >= d.min_requests], d)
-    hot = {c.pod for c in raw_considered if c.n >= d.min_requests and c.b > 0 and c.b >= bar * c.n}
+    # Pods bad beyond the absolute threshold in this window, proven outliers or not: when half
+    # the fleet is hot, a fault is fleet-wide even in an evaluation where some of its pods have
+    # not (or no longer) alarmed, so the verdict does not flap into "concentrated".
+    hot = {
+        c.pod
+        for c in raw_considered
+        if c.n >= d.min_requests and c.b > 0 and c.b >= d.absolute_threshold * c.n
+    }
     if len(considered) < 2:
         classification = INSUFFICIENT
         reason = (
