@@ -141,11 +141,12 @@ def test_healthy_setup_passes_every_check_and_status_shows_it(
         "series",
         "freshness",
         "sessions",
+        "thresholds",
         "rbac",
         "evaluated",
     }
     text = cli(lab, "doctor", "-n", namespace, "web", f"--prometheus-url={lab.prometheus.url}")
-    assert text.returncode == 0 and text.stdout.count("PASS") == 10, text.stdout
+    assert text.returncode == 0 and text.stdout.count("PASS") == 11, text.stdout
 
     bad = fleet.ready()[0]
     fleet.exporter.set_ratio(bad, 0.3)

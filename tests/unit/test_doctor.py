@@ -50,6 +50,7 @@ HEALTHY = Facts(
     ),
     prometheus_url="http://prom:9090",
     series={"total": frozenset(p.name for p in PODS), "bad": frozenset()},
+    window={"total": {p.name: 10.0 for p in PODS}, "bad": {PODS[0].name: 0.01}},
     scrape_age={p.name: 5.0 for p in PODS},
     access=tuple(replace(a, allowed=True) for a in doctor.required_access(policy())),
     evaluation_age=4.0,
@@ -273,3 +274,35 @@ def test_custom_queries_without_a_freshness_query_warn_that_staleness_is_uncheck
     assert "freshness" in q.prometheus.rendered_queries("shop")
     assert results(replace(HEALTHY, policy=q))["freshness"] == PASS
     assert policy().prometheus.staleness_checked  # a preset has its own
+
+
+def thresholds(total: list[float], bad: list[float]) -> Any:
+    pods = [p.name for p in PODS]
+    window = {
+        "total": dict(zip(pods, total, strict=True)),
+        "bad": dict(zip(pods, bad, strict=True)),
+    }
+    return next(
+        c for c in doctor.diagnose(replace(HEALTHY, window=window)) if c.name == "thresholds"
+    )
+
+
+def test_an_absolute_threshold_below_the_usual_error_ratio_is_a_warning() -> None:
+    # Every pod at 2% (the default absoluteThreshold is 1%): every verdict is fleet-wide.
+    check = thresholds([10.0, 10.0, 10.0], [0.2, 0.2, 0.9])
+    assert check.result == WARN and "2.00%" in check.detail and "fleet_wide" in check.detail
+    assert "absoluteThreshold above it (about 6%)" in check.fix
+    # One bad pod does not move the usual ratio; pods without a bad series count as 0.
+    assert thresholds([10.0, 10.0, 10.0], [0.01, 0.02, 3.0]).result == PASS
+    only_one = {"total": {p.name: 10.0 for p in PODS}, "bad": {PODS[0].name: 5.0}}
+    (check,) = [
+        c for c in doctor.diagnose(replace(HEALTHY, window=only_one)) if c.name == "thresholds"
+    ]
+    assert check.result == PASS
+    # A pod whose bad value is not a number is left out, not taken for a healthy one.
+    assert thresholds([10.0, 10.0, 10.0], [math.nan, 0.3, 0.3]).result == WARN
+
+
+def test_the_threshold_check_needs_two_pods_with_traffic() -> None:
+    assert thresholds([10.0, 0.0, math.inf], [0.5, 0.0, 0.0]).result == SKIP
+    assert thresholds([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]).result == SKIP

@@ -93,6 +93,7 @@ def gather(api: Any, namespace: str, name: str, url: str | None, operator_sa: st
     url = policy.prometheus.url or url
     prom_error, series, errors, ages = None, {}, {}, None
     sessions: dict[str, dict[str, float]] = {}
+    window: dict[str, dict[str, float]] = {}
     if url:
         reader = PrometheusReader(url, policy.prometheus.timeout_seconds)
         now = time.time()
@@ -114,6 +115,8 @@ def gather(api: Any, namespace: str, name: str, url: str | None, operator_sa: st
                     series[signal] = frozenset(values)
                 if signal in ("activeSessions", "degradedSessions"):
                     sessions[signal] = dict(values)
+                if signal in ("total", "bad"):
+                    window[signal] = dict(values)
     access, rbac_error = [], None
     authz = client.AuthorizationV1Api(api)
     for a in doctor.required_access(policy):
@@ -156,6 +159,7 @@ def gather(api: Any, namespace: str, name: str, url: str | None, operator_sa: st
         query_errors=errors,
         scrape_age=ages,
         sessions=sessions,
+        window=window,
         operator=user,
         access=access,
         rbac_error=rbac_error,

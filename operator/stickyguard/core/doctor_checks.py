@@ -379,6 +379,42 @@ def check_evaluated(facts: Facts) -> Check:
     return Check("evaluated", PASS, f"evaluated {facts.evaluation_age:.0f}s ago")
 
 
+def check_thresholds(facts: Facts) -> Check:
+    """`absoluteThreshold` below the service's usual error ratio: every pod is then past it,
+    counts towards the fleet-wide vote, and a bad pod is never told apart (docs/analysis.md,
+    Classification). The lower quartile of the pods' ratios is the usual ratio: one bad pod,
+    or a quarter of the fleet failing, does not move it."""
+    if facts.policy is None or not facts.pods or not _prometheus_ok(facts):
+        return Check("thresholds", SKIP, "needs selected pods and a reachable Prometheus")
+    total, bad = facts.window.get("total", {}), facts.window.get("bad", {})
+    ratios = sorted(
+        min(1.0, max(0.0, bad.get(p, 0.0) / t))
+        for p, t in total.items()
+        if math.isfinite(t) and t > 0 and math.isfinite(bad.get(p, 0.0))
+    )
+    if len(ratios) < 2:
+        return Check("thresholds", SKIP, "fewer than two pods have traffic to compare")
+    usual = ratios[(len(ratios) - 1) // 4]
+    limit = facts.policy.detection.absolute_threshold
+    if usual >= limit:
+        return Check(
+            "thresholds",
+            WARN,
+            f"three pods in four fail {usual:.2%} of requests or more, at or above "
+            f"spec.detection.absoluteThreshold {limit:.2%}: every pod counts as bad, every "
+            "verdict is fleet_wide and no pod is drained",
+            "if that is the service's usual error ratio, set spec.detection.absoluteThreshold "
+            f"above it (about {min(0.9, 3 * usual):.0%}); if the whole fleet is failing now, that "
+            "is a fleet incident for a person",
+        )
+    return Check(
+        "thresholds",
+        PASS,
+        f"the pods' usual bad ratio ({usual:.2%}, lower quartile) is below absoluteThreshold "
+        f"{limit:.2%}",
+    )
+
+
 CHECKS = (
     check_policy,
     check_evaluated,
@@ -390,6 +426,7 @@ CHECKS = (
     check_series,
     check_freshness,
     check_sessions,
+    check_thresholds,
     check_rbac,
 )
 

@@ -66,6 +66,8 @@ class Facts:
     scrape_age: Mapping[str, float] | None = None
     # "activeSessions" / "degradedSessions" -> pod -> value now (when the policy reads them)
     sessions: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # "total" / "bad" -> pod -> the window's value now (rates or counts: only their ratio is used)
+    window: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     operator: str = "system:serviceaccount:stickyguard-system:stickyguard"
     access: Sequence[Access] = ()
     rbac_error: str | None = None
