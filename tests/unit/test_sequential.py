@@ -356,3 +356,86 @@ def test_dispersion_is_estimated_from_two_pods() -> None:
     # Each estimate is floored before the hour's mean (a margin kept on purpose: see
     # docs/analysis.md, clustered traffic).
     assert sequential.dispersion({0: 0.2, 1: 0.4, 2: 0.3}, leave_out=None) == 1.0
+
+
+# --- the floor under the baseline ---------------------------------------------------------------
+def test_the_baseline_is_remembered_once_a_minute_for_an_hour() -> None:
+    history: tuple[tuple[float, float], ...] = ()
+    for second in range(0, 7200, 15):
+        history = sequential.remember_baseline(history, float(second), 0.005)
+    assert len(history) == 60
+    assert all(7200 - 15 - 3600 < ts <= 7200 - 15 for ts, _ in history)
+    assert [b - a for (a, _), (b, _) in itertools.pairwise(history)] == [60.0] * 59
+    # A clock stepped back drops the samples from its future.
+    stepped = sequential.remember_baseline(history, 3700.0, 0.001)
+    assert stepped == tuple((ts, b) for ts, b in history if ts <= 3700.0)
+    assert sequential.remember_baseline(stepped, 3800.0, 0.001)[-1] == (3800.0, 0.001)
+
+
+def test_the_floor_is_the_lower_quartile_of_the_hour() -> None:
+    minutes = [(60.0 * i, 0.005) for i in range(60)]
+    now = 3540.0  # the last sample
+    assert sequential.baseline_floor(minutes[:9], now) == 0.0  # under ten minutes: no floor
+    assert sequential.baseline_floor(minutes, now) == pytest.approx(0.005)
+    # Only the last hour counts: a pod back after an hour's gap starts without a floor.
+    assert sequential.baseline_floor(minutes, now + 3600.0) == 0.0
+    # A fleet-wide incident of 45 minutes in the hour leaves the floor where it was...
+    incident = [(ts, 0.03 if i >= 15 else b) for i, (ts, b) in enumerate(minutes)]
+    assert sequential.baseline_floor(incident, now) == pytest.approx(0.005)
+    # ... and a window of the rest of a small fleet without a single cluster does not lower it.
+    quiet = [(ts, 0.0002 if i % 5 == 0 else b) for i, (ts, b) in enumerate(minutes)]
+    assert sequential.baseline_floor(quiet, now) == pytest.approx(0.005)
+
+
+def _last_evidence(final: Callable[[int], tuple[float, float]], remember: bool) -> float:
+    """An hour of a 4-pod fleet at 10 req/s, 0.5% bad in clusters of mean 3 (seeded), then one
+    interval where pod i gets (events, bad) = final(i) and its window holds this interval's bad
+    events only (the others' windows empty of them): the pod-00's strongest chart's gain."""
+    rng, draw = random.Random(5), healthy(10.0, 0.005, cluster=3.0)
+    history: list[list[tuple[float, float]]] = [[] for _ in range(4)]
+    counters = [[0.0, 0.0] for _ in range(4)]
+    tracks: dict[str, Track] = {}
+    before = 0.0
+    for step in range(241):
+        last = step == 240
+        samples = []
+        for i in range(4):
+            n, b = final(i) if last else draw(rng, i, step)
+            history[i] = [*history[i], (n, b)][-WINDOW:]
+            counters[i][0] += n
+            counters[i][1] += b
+            window_bad = b if last else sum(x for _, x in history[i])
+            total = sum(x for x, _ in history[i])
+            samples.append(
+                PodSample(f"pod-{i:02d}", total, window_bad, None, None, None, *counters[i])
+            )
+        if last:
+            before = max(tracks["pod-00"].cusum)
+            if not remember:
+                tracks = {p: t._replace(baselines=()) for p, t in tracks.items()}
+        f = analyze(samples, {}, Detection(), Impact(), tracks, now=15.0 * (step + 1))
+        tracks = f.tracks
+    return max(tracks["pod-00"].cusum) - before
+
+
+def test_a_baseline_emptied_by_clusters_weighs_no_more_than_the_hour_s() -> None:
+    """A small fleet with clustered errors: the other three pods' window holds no bad event
+    (the baseline falls to 0.014%) while pod-00 has one cluster of 3 in its interval. Against
+    the window's baseline alone the cluster is strong evidence; against the hour's floor, which
+    the window cannot rule out with clusters this large, a fraction of it."""
+    cluster = lambda i: (150.0, 3.0 if i == 0 else 0.0)  # noqa: E731
+    alone, floored = _last_evidence(cluster, remember=False), _last_evidence(cluster, remember=True)
+    assert floored * 3 < alone, (floored, alone)
+
+
+def test_the_window_bounds_the_floor_from_above() -> None:
+    """The floor is stale once the fleet's ratio falls for good (a long fleet-wide incident
+    ended, a fix rolled out): a window that rules it out caps it, so a fault in the minutes
+    after is not tested against the old level."""
+    minutes = [(60.0 * i, 0.03) for i in range(60)]
+    assert sequential.baseline_floor(minutes, 3540.0) == pytest.approx(0.03)
+    # 2,640 events with 3 bad: 3% is ruled out; the bound is about 0.4%.
+    assert 0.003 < sequential.upper_ratio(3.0, 2640.0, 1.0) < 0.005
+    # With no bad event and clusters of about 5, a 0.5% fleet of 3,600 events is not.
+    assert sequential.upper_ratio(0.0, 3600.0, 5.0) > 0.006
+    assert sequential.upper_ratio(0.0, 0.0, 1.0) == 1.0

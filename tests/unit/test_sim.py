@@ -193,6 +193,16 @@ def test_a_second_fault_that_begins_after_a_drain_is_drained_too() -> None:
         assert res.pods_drained == 2 and res.healthy_pods_drained == 0, res.actions
 
 
+def test_a_fault_an_hour_in_is_drained_as_fast_as_one_at_the_start() -> None:
+    """By then each pod's floor under the baseline is set (an hour of the fleet's level): the
+    5% pod at 2 req/s is drained within the minutes partial-5pct-slow needs, and nothing else."""
+    sc = load("late-5pct-slow")
+    for seed in (1, 2, 3):
+        res = run(sc, "stickyguard", traffic(sc, seed))
+        assert res.pods_drained == 1 and res.healthy_pods_drained == 0, res.actions
+        assert res.detection_seconds is not None and res.detection_seconds <= 300
+
+
 def test_failing_users_need_a_positive_interval() -> None:
     with pytest.raises(ScenarioError, match=r"failingUsers\.interval"):
         parse({"pods": 3, "users": 5, "duration": 60, "failingUsers": {"users": 1, "interval": 0}})

@@ -118,6 +118,9 @@ class Track(NamedTuple):
     # and the excess of the last few evaluations (users_check.clear).
     hurt: tuple[float, float] = (0.0, 0.0)
     recent: tuple[float, ...] = ()
+    # (time, leave-one-out baseline) a minute apart over the last hour: the CUSUM's floor
+    # (sequential.baseline_floor).
+    baselines: tuple[tuple[float, float], ...] = ()
 
     @property
     def score(self) -> float:
@@ -469,6 +472,7 @@ def analyze(
         disp = t.dispersion + (estimate - t.dispersion) / disp_n
         phi = max(1.0, disp)
         cusum, evidence_time, run, hurt, recent = t.cusum, t.evidence_time, t.run, t.hurt, t.recent
+        baselines = t.baselines
         gauges = readings[c.pod]
         checked = sessions_expected or gauges != users_check.MISSING
         excess = None
@@ -498,7 +502,13 @@ def analyze(
                 new_b = min(
                     new_n, sequential.arrived_bad([j for _, j in arrivals[c.pod]], plausible)
                 )
-            increments = tuple(sequential.llr(new_b, new_n, base, p1) / phi for p1 in charts)
+            # The floor holds the baseline up only as far as the window allows: after a
+            # long fleet-wide incident or a fall in the fleet's ratio, the hour's floor is
+            # stale, and the rest of the fleet's window rules it out.
+            floor = sequential.baseline_floor(t.baselines, now)
+            null = max(base, min(floor, sequential.upper_ratio(rest_b, rest_n, phi)))
+            baselines = sequential.remember_baseline(t.baselines, now, base)
+            increments = tuple(sequential.llr(new_b, new_n, null, p1) / phi for p1 in charts)
             cusum, evidence_time = sequential.update(t.cusum, increments, h), now
             if max(cusum, default=0.0) <= 0.0:
                 run, hurt = (0.0, 0.0), (0.0, 0.0)
@@ -561,6 +571,7 @@ def analyze(
             run,
             hurt,
             recent,
+            baselines,
         )
     # A pod without data this time keeps its state: absence of evidence is not recovery.
     for s in ordered:

@@ -28,10 +28,14 @@ MIN_EVIDENCE_INTERVALS = 4
 # two intervals it was 30 s at 15 s but 10 s at 5 s, where two clients retrying for 30 s
 # drained the healthy pod they were pinned to at every storm.
 BURST_SECONDS = 30.0
-# Jumps of the window's bad count older than a window have left the window; the estimate of
 # Evaluations in the running mean of the overdispersion (240 x 15 s: an hour).
 DISPERSION_MEMORY = 240
 DISPERSION_SETTLED, DISPERSION_STEP = 20, 4.0
+# The floor under the CUSUM's baseline (`baseline_floor`): a low quantile of the pod's
+# leave-one-out baseline, one sample a minute over the last hour, once ten minutes are known.
+FLOOR_SECONDS, FLOOR_SAMPLE_SECONDS, FLOOR_MIN_SAMPLES, FLOOR_QUANTILE = 3600.0, 60.0, 10, 0.25
+# How far above the window's baseline the floor may hold it: the window's upper bound at this z.
+FLOOR_UPPER_Z = 2.33
 
 
 def threshold(false_drains_per_pod_year: float, interval_seconds: float) -> float:
@@ -51,6 +55,48 @@ def alternatives(baseline: float, absolute: float, relative: float) -> tuple[flo
     """The bad ratio each chart is tuned to; each is above the baseline (or the chart is inert)."""
     smallest = max(absolute, relative * baseline)
     return tuple(min(_P1_MAX, f * smallest) for f in CHART_FACTORS)
+
+
+def remember_baseline(
+    history: Sequence[tuple[float, float]], now: float, baseline: float
+) -> tuple[tuple[float, float], ...]:
+    """The (time, baseline) samples of the last hour, one a minute at most. Samples from the
+    future (a clock stepped back) are dropped with the old ones."""
+    kept = tuple((ts, b) for ts, b in history if now - FLOOR_SECONDS < ts <= now)
+    if kept and now - kept[-1][0] < FLOOR_SAMPLE_SECONDS:
+        return kept
+    return (*kept, (now, baseline))
+
+
+def baseline_floor(history: Sequence[tuple[float, float]], now: float) -> float:
+    """The lowest baseline the CUSUM tests against: the lower quartile of the last hour's.
+
+    One window of the rest of a small fleet with clustered errors now and then holds no
+    cluster at all, and its baseline drops to nearly nothing (0.02% for a fleet at 0.5%):
+    every bad event of the pod judged against it then weighs ln(p1/p0) ~ 4 nats, and a few
+    clusters in a row drain a healthy pod. A baseline that was higher for most of the hour
+    was not that low. The floor only ever raises the baseline, so it can slow detection but
+    not add evidence. The lower quartile rises only once three quarters of the hour are
+    higher (a fleet-wide incident of up to 45 minutes leaves it where it was) but falls once a
+    quarter is lower (15 minutes): in between it is stale, and the caller caps it with what the
+    window allows (`upper_ratio`). 0 until ten minutes are known (a new pod, a restarted
+    operator; samples of the last hour only, so a pod back after a long gap is not judged
+against its old level): the window's baseline alone."""
+    ordered = sorted(b for ts, b in history if now - FLOOR_SECONDS < ts <= now)
+    if len(ordered) < FLOOR_MIN_SAMPLES:
+        return 0.0
+    return ordered[int(FLOOR_QUANTILE * (len(ordered) - 1))]
+
+
+def upper_ratio(bad: float, total: float, phi: float, z: float = FLOOR_UPPER_Z) -> float:
+    """An upper confidence bound on the ratio behind `bad` of `total` events whose bad events
+    come in clusters (overdispersion `phi`): the Poisson score bound on bad / phi independent
+    events, scaled back. With no bad event and phi = 1 it is about 5.4 / total."""
+    if total <= 0:
+        return 1.0
+    effective = max(bad, 0.0) / max(phi, 1.0)
+    upper = effective + z * z / 2 + z * math.sqrt(effective + z * z / 4)
+    return min(1.0, max(phi, 1.0) * upper / total)
 
 
 def llr(bad: float, total: float, p0: float, p1: float) -> float:
