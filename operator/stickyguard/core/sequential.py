@@ -81,7 +81,7 @@ def baseline_floor(history: Sequence[tuple[float, float]], now: float) -> float:
     quarter is lower (15 minutes): in between it is stale, and the caller caps it with what the
     window allows (`upper_ratio`). 0 until ten minutes are known (a new pod, a restarted
     operator; samples of the last hour only, so a pod back after a long gap is not judged
-against its old level): the window's baseline alone."""
+    against its old level): the window's baseline alone."""
     ordered = sorted(b for ts, b in history if now - FLOOR_SECONDS < ts <= now)
     if len(ordered) < FLOOR_MIN_SAMPLES:
         return 0.0
