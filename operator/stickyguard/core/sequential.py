@@ -1,7 +1,8 @@
 """The sequential detector's maths (pure, no dependencies): a CUSUM per pod on the binomial
-log-likelihood ratio of its bad events against the leave-one-out baseline, its threshold derived
-from a false-drain budget, per-interval arrivals recovered from overlapping windows, the cap on
-bursts and the overdispersion of clustered traffic. `analysis.py` wires these into an
+log-likelihood ratio of its bad events against the leave-one-out baseline (held up by a floor
+from the pod's last hour), its threshold derived from a false-drain budget, per-interval
+arrivals recovered from overlapping windows, the cap on bursts and the overdispersion of
+clustered traffic. `analysis.py` wires these into an
 evaluation; the reasoning and the derivation of the defaults are in docs/analysis.md.
 """
 
