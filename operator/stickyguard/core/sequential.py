@@ -63,10 +63,16 @@ def remember_baseline(
 ) -> tuple[tuple[float, float], ...]:
     """The (time, baseline) samples of the last hour, one a minute at most. Samples from the
     future (a clock stepped back) are dropped with the old ones."""
-    kept = tuple((ts, b) for ts, b in history if now - FLOOR_SECONDS < ts <= now)
+    kept = _last_hour(history, now)
     if kept and now - kept[-1][0] < FLOOR_SAMPLE_SECONDS:
         return kept
     return (*kept, (now, baseline))
+
+
+def _last_hour(
+    history: Sequence[tuple[float, float]], now: float
+) -> tuple[tuple[float, float], ...]:
+    return tuple((ts, b) for ts, b in history if now - FLOOR_SECONDS < ts <= now)
 
 
 def baseline_floor(history: Sequence[tuple[float, float]], now: float) -> float:
@@ -83,7 +89,7 @@ def baseline_floor(history: Sequence[tuple[float, float]], now: float) -> float:
     window allows (`upper_ratio`). 0 until ten minutes are known (a new pod, a restarted
     operator; samples of the last hour only, so a pod back after a long gap is not judged
     against its old level): the window's baseline alone."""
-    ordered = sorted(b for ts, b in history if now - FLOOR_SECONDS < ts <= now)
+    ordered = sorted(b for _, b in _last_hour(history, now))
     if len(ordered) < FLOOR_MIN_SAMPLES:
         return 0.0
     return ordered[int(FLOOR_QUANTILE * (len(ordered) - 1))]
