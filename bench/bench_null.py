@@ -45,17 +45,19 @@ def counts(
     steps: int,
     rate: float,
     ratio: float,
-    clustered: bool,
+    cluster: float,
     interval: float,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """(events, bad events) per interval and pod; bad events independent (`cluster` 1) or in
+    clusters of mean size `cluster`."""
     total = rng.poisson(rate * interval, size=(steps, pods)).astype(float)
-    if not clustered:
+    if cluster <= 1.0:
         bad = rng.binomial(total.astype(np.int64), ratio).astype(float)
     else:
         # Clusters start at a rate that keeps the mean bad ratio; each holds 1 + Geometric
-        # extra bad events (mean CLUSTER_MEAN), all on the same pod and interval.
-        starts = rng.poisson(total * ratio / CLUSTER_MEAN)
-        extra = rng.negative_binomial(starts.clip(min=1), 1.0 / CLUSTER_MEAN) * (starts > 0)
+        # extra bad events (mean `cluster`), all on the same pod and interval.
+        starts = rng.poisson(total * ratio / cluster)
+        extra = rng.negative_binomial(starts.clip(min=1), 1.0 / cluster) * (starts > 0)
         bad = np.minimum(total, starts + extra).astype(float)
     return total, bad
 
@@ -87,7 +89,7 @@ def run(
     step = 0
     while step < steps:
         k = min(chunk, steps - step)
-        n, b = counts(rng, pods, k, rate, ratio, clustered, interval)
+        n, b = counts(rng, pods, k, rate, ratio, CLUSTER_MEAN if clustered else 1.0, interval)
         n_all, b_all = np.vstack([tail_n, n]), np.vstack([tail_b, b])
         cn, cb = np.cumsum(n_all, axis=0), np.cumsum(b_all, axis=0)
         cn = np.vstack([np.zeros((1, pods)), cn])
@@ -128,6 +130,13 @@ def run(
         tail_n, tail_b = n_all[-(WINDOW_INTERVALS - 1) :], b_all[-(WINDOW_INTERVALS - 1) :]
         step += k
     return drains, worst, time.monotonic() - t0
+
+
+def write(out: Path, lines: list[str]) -> None:
+    """The table's lines to `out` (its folder made if needed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
 
 
 def command(args: argparse.Namespace) -> str:
@@ -184,9 +193,7 @@ def main() -> int:
             f"{drains} | {drains / pod_years:.3f} | {worst:.2f} | {secs:.0f} |"
         )
         print(lines[-1], file=sys.stderr, flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write(args.out, lines)
     return 0
 
 

@@ -58,12 +58,15 @@ def argo(lab: testenv.LabEnv, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def lab_analysis_template(gate_port: int) -> dict[str, Any]:
     """examples/argo-rollouts/analysistemplate.yaml with the lab patch: the gate on loopback,
-    a 10 s initial delay and 5 s interval (the policy's window is 20 s here, not 2 m)."""
+    and its delays in the example's proportions to the policy's window (20 s here, not 2 m) and
+    interval (5 s, not 15 s): the first question after one window, then one every two policy
+    intervals, so that a `fail`'s four intervals of evidence fit before the inconclusive limit
+    ends the run, as they do with the example's 2m and 30s."""
     (template,) = canary.load(EXAMPLES / "analysistemplate.yaml")
     metric = template["spec"]["metrics"][0]
     web = metric["provider"]["web"]
     web["url"] = canary.on_loopback(web["url"], gate_port)
-    metric.update(initialDelay="10s", interval="5s")
+    metric.update(initialDelay="20s", interval="10s")
     return template
 
 

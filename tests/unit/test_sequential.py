@@ -15,34 +15,9 @@ import pytest
 from stickyguard.core import analysis, sequential
 from stickyguard.core.analysis import PodSample, Track, analyze, forget
 from stickyguard.core.policy import Detection, Impact
+from traffic import Counts, healthy
 
 INTERVAL, WINDOW = 15.0, 8  # a 2m window read every 15 s, as the simulator's scraper
-
-
-def poisson(rng: random.Random, mean: float) -> int:
-    limit, k, p = math.exp(-mean), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
-
-
-Counts = Callable[[random.Random, int, int], tuple[int, int]]  # (rng, pod, step) -> (n, bad)
-
-
-def healthy(rate: float, ratio: float, cluster: float = 1.0, interval: float = INTERVAL) -> Counts:
-    """Poisson traffic; bad events independent, or in clusters of mean size `cluster`."""
-
-    def draw(rng: random.Random, pod: int, step: int) -> tuple[int, int]:
-        n = poisson(rng, rate * interval)
-        if cluster <= 1.0:
-            return n, sum(1 for _ in range(n) if rng.random() < ratio)
-        starts = poisson(rng, n * ratio / cluster)
-        bad = sum(1 + int(rng.expovariate(1 / (cluster - 1))) for _ in range(starts))
-        return n, min(n, bad)
-
-    return draw
 
 
 def evaluations(

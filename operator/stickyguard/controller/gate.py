@@ -37,6 +37,8 @@ _FIGURES = (
     "newCohort",
     "oldCohort",
     "pValue",
+    "evidence",
+    "evidenceThreshold",
     "podShare",
     "sessionShare",
     "newHash",

@@ -12,6 +12,7 @@ Prometheus clients never block kopf's event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -216,6 +217,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     key = (policy.namespace, policy.name)
     pods, cluster, metrics, url = _snapshots(st, policy, now)
     guard = None
+    memory = st.memory.get(key, cycle.Memory())
     if policy.workload_ref is not None:
         usable = metrics is not None and cycle.metrics_problem(bool(url), cluster, metrics) is None
         guard = assess_rollout(
@@ -226,12 +228,16 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
             usable,
             old,
             now,
+            memory,
+            metrics.window_seconds if metrics is not None else 0.0,
         )
+        if guard is not None:
+            memory = dataclasses.replace(memory, cohort=guard.chart)
     decision = cycle.decide(
         policy,
         cluster,
         metrics,
-        st.memory.get(key, cycle.Memory()),
+        memory,
         cycle.history_from_status(old, now),
         now,
         prometheus_configured=bool(url),

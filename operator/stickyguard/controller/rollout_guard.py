@@ -24,6 +24,7 @@ from stickyguard.controller.state import OperatorState
 from stickyguard.core import cycle
 from stickyguard.core import policy_status as status_mod
 from stickyguard.core.analysis import Findings, PodMeta, PodSample
+from stickyguard.core.cohort_chart import CohortChart, fleet_dispersion
 from stickyguard.core.containment import (
     Containment,
     ContainPod,
@@ -75,6 +76,7 @@ class Assessment:
     verdict: Verdict | None
     action: str | None
     why: str
+    chart: CohortChart | None  # the new version's chart, for the next evaluation
 
     @property
     def containment(self) -> Containment:
@@ -93,10 +95,13 @@ def assess_rollout(
     usable: bool,
     old: dict[str, Any],
     now: float,
+    memory: cycle.Memory,
+    window_seconds: float,
 ) -> Assessment | None:
     """Reads the guarded Deployment and decides (core.rollout, core.containment): the latched
     verdict, what this Deployment allows (GitOps management) and the action. None when the
-    Deployment is missing."""
+    Deployment is missing. `memory`: the policy's, whose cohort chart and fleet overdispersion
+    the judge goes on from."""
     apps = client.AppsV1Api(st.api)
     ref = policy.workload_ref
     if ref is not None and ref.kind == "Rollout":
@@ -106,13 +111,27 @@ def assess_rollout(
     if found is None:
         return None
     w, rsets = found
-    memory = guard_memory(old.get("rollout"))
-    fresh = judge(policy, samples, meta, w.new_hash, w.hash_label) if usable else None
-    memory = remember(memory, w, fresh)
-    verdict = latched(w, fresh, memory)
+    fresh = (
+        judge(
+            policy,
+            samples,
+            meta,
+            w.new_hash,
+            w.hash_label,
+            chart=memory.cohort or CohortChart(),
+            now=now,
+            window_seconds=window_seconds,
+            phi=fleet_dispersion(memory.tracks.values()),
+        )
+        if usable
+        else None
+    )
+    guard = remember(guard_memory(old.get("rollout")), w, fresh)
+    verdict = latched(w, fresh, guard)
     mode = guard_mode(policy, w.name, w.management)
-    action, why = decide(policy, w, verdict, now, memory, mode)
-    return Assessment(w, rsets, mode, memory, verdict, action, why)
+    action, why = decide(policy, w, verdict, now, guard, mode)
+    chart = fresh.chart if fresh is not None else memory.cohort
+    return Assessment(w, rsets, mode, guard, verdict, action, why, chart)
 
 
 def guard_rollout(

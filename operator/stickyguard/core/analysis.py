@@ -327,8 +327,14 @@ def _amp(affected: float, bad_ratio: float) -> float | None:
     return affected / bad_ratio if bad_ratio > 0 else None
 
 
-def _interval_events(
-    s: PodSample, c: _Counts, track: Track, elapsed: float | None, window: float, interval: float
+def events_since(
+    s: PodSample,
+    window_counts: tuple[float, float],
+    previous: tuple[float, float] | None,
+    seen_total: float | None,
+    elapsed: float | None,
+    window: float,
+    interval: float,
 ) -> tuple[float, float, tuple[float, float] | None]:
     """(events, bad events) that arrived since the pod's last evaluation, and its counters now.
 
@@ -336,12 +342,13 @@ def _interval_events(
     (a counter that went down was reset: what it holds now is new, as Prometheus' increase()
     reads it). Otherwise (a first look, or custom queries without counters) the window counts
     are shared out evenly: elapsed/window of them, so each event counts once on average; this
-    never invents an arrival, and a fault older than the first look still shows."""
+    never invents an arrival, and a fault older than the first look still shows. `previous`:
+    the counters at the last evaluation; `seen_total`: the window's event count then."""
+    n, b = window_counts
     now_counters = None
     tc, bc = s.total_counter, s.bad_counter
     if tc is not None and bc is not None and _sane(tc, bc):
         now_counters = (tc, bc)
-    previous = track.counters
     if now_counters is not None and previous is not None:
         new_n = now_counters[0] - previous[0] if now_counters[0] >= previous[0] else now_counters[0]
         new_b = now_counters[1] - previous[1] if now_counters[1] >= previous[1] else now_counters[1]
@@ -349,12 +356,8 @@ def _interval_events(
     weight = sequential.window_weight(elapsed, window, interval)
     # Events leave the window evenly (traffic changes slowly), so what it holds beyond the
     # previous window's remainder is new; a drained pod's emptying window holds nothing new.
-    new_n = (
-        c.n * weight
-        if track.seen_total is None
-        else max(0.0, c.n - track.seen_total * (1 - weight))
-    )
-    return new_n, min(c.b * weight, new_n), now_counters
+    new_n = n * weight if seen_total is None else max(0.0, n - seen_total * (1 - weight))
+    return new_n, min(b * weight, new_n), now_counters
 
 
 # The run's bad count, less this many of its standard deviations (one-sided, about 97.7%),
@@ -420,8 +423,14 @@ def analyze(
             counters[c.pod] = t.counters
             arrivals[c.pod] = t.jumps
         else:
-            new_n, new_b, counters[c.pod] = _interval_events(
-                by_pod[c.pod], c, t, elapsed, window_seconds, d.interval_seconds
+            new_n, new_b, counters[c.pod] = events_since(
+                by_pod[c.pod],
+                (c.n, c.b),
+                t.counters,
+                t.seen_total,
+                elapsed,
+                window_seconds,
+                d.interval_seconds,
             )
             interval_events[c.pod] = (new_n, new_b)
             kept = tuple((ts, j) for ts, j in t.jumps if ts > now - window_seconds)

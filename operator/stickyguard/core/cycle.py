@@ -10,11 +10,12 @@ writes between `decide` and `settle`, and some may fail.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stickyguard.core import policy_status
 from stickyguard.core.analysis import Findings, MetricsSnapshot, PodMeta, Track, analyze, forget
+from stickyguard.core.cohort_chart import CohortChart
 from stickyguard.core.containment import Containment
 from stickyguard.core.names import parse_rfc3339, rfc3339
 from stickyguard.core.planner import (
@@ -58,6 +59,7 @@ class Memory:
     """What one policy's evaluations carry from one to the next (kept by the leader only)."""
 
     tracks: Mapping[str, Track] = field(default_factory=dict)
+    cohort: CohortChart | None = None  # the rollout guard's chart of the new version
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def remember(decision: Decision, done: Sequence[Action]) -> Memory:
     gone = [a.pod for a in done if a.kind in (RESTORE, EVICT, ISOLATE)]
     if not gone:
         return decision.memory
-    return Memory(tracks=forget(decision.memory.tracks, gone))
+    return replace(decision.memory, tracks=forget(decision.memory.tracks, gone))
 
 
 def history_from_status(status: Mapping[str, Any], now: float) -> tuple[ActionRecord, ...]:
@@ -171,7 +173,7 @@ def decide(
             window_seconds=metrics.window_seconds,
             sessions_expected=policy.prometheus.session_gauges,
         )
-        new_memory = Memory(tracks=dict(findings.tracks))
+        new_memory = replace(memory, tracks=dict(findings.tracks))
         sessions = {s.pod: s.active_sessions for s in metrics.samples}
     recent = tuple(r for r in history if now - r.time < HISTORY_SECONDS)
     recent = with_recorded_drains(

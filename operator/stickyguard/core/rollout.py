@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stickyguard.core import sequential
 from stickyguard.core.analysis import PodMeta, PodSample
+from stickyguard.core.cohort_chart import CohortChart, advance
 from stickyguard.core.containment import CONTAIN as CONTAIN_MODE
 from stickyguard.core.containment import PAUSE as PAUSE_MODE
 from stickyguard.core.containment import ROLLBACK as ROLLBACK_MODE
@@ -93,6 +95,14 @@ class Verdict:
     reason: str
     session_share: float | None  # the new cohort's share of active sessions
     pod_share: float
+    # The new cohort's chart after this evaluation (None: judged on the window alone).
+    chart: CohortChart | None = None
+    threshold: float | None = None  # what the chart must reach for a `fail`
+
+
+def is_new(m: PodMeta | None, new_hash: str, hash_label: str = POD_TEMPLATE_HASH) -> bool:
+    """Whether the pod belongs to the new version's cohort."""
+    return m is not None and m.labels.get(hash_label) == new_hash
 
 
 def cohorts(
@@ -104,9 +114,7 @@ def cohorts(
     """(new, old): pods whose `hash_label` is `new_hash`, and every other sampled pod."""
     acc = {True: [0, 0.0, 0.0, 0.0, True], False: [0, 0.0, 0.0, 0.0, True]}
     for s in samples:
-        m = meta.get(s.pod)
-        is_new = m is not None and m.labels.get(hash_label) == new_hash
-        a = acc[is_new]
+        a = acc[is_new(meta.get(s.pod), new_hash, hash_label)]
         a[0] += 1
         if (
             s.total is not None
@@ -128,7 +136,7 @@ def cohorts(
     return make(acc[True]), make(acc[False])
 
 
-def compare_cohorts(new: Cohort, old: Cohort) -> float:
+def compare_cohorts(new: Cohort, old: Cohort, phi: float = 1.0) -> float:
     """P-value that the new version is no worse than the old: given all the bad events of both,
     how unlikely it is that at least the new version's share of them fell on it when each lands
     on a version in proportion to its events (the conditional test of two Poisson rates).
@@ -136,12 +144,14 @@ def compare_cohorts(new: Cohort, old: Cohort) -> float:
     Both ratios are estimates: testing the new version against the old one's ratio as if it were
     known fails a healthy version whenever a small old cohort happens to have had no bad events
     during a fleet-wide outage (50 old events at 5%: 0 bad one time in 13, and the guard's
-    `fail` is for good). Conditioning on the total makes the old cohort's size count."""
+    `fail` is for good). Conditioning on the total makes the old cohort's size count. Bad
+    events that come in clusters of overdispersion `phi` count as bad / phi independent ones."""
     bad = new.bad + old.bad
     events = new.total + old.total
     if bad <= 0 or events <= 0:
         return 1.0
-    return binomial_sf(new.bad, bad, new.total / events)
+    scale = max(1.0, phi)
+    return binomial_sf(new.bad / scale, bad / scale, new.total / events)
 
 
 def judge(
@@ -150,9 +160,36 @@ def judge(
     meta: Mapping[str, PodMeta],
     new_hash: str,
     hash_label: str = POD_TEMPLATE_HASH,
+    *,
+    chart: CohortChart | None = None,
+    now: float = 0.0,
+    window_seconds: float = 120.0,
+    phi: float = 1.0,
 ) -> Verdict:
+    """The verdict on the new version. With a `chart` (the guard's, carried from the previous
+    evaluation) a `fail` also needs the cohort's accumulated evidence to reach the sequential
+    threshold (core.cohort_chart); without one (a one-off look) the window decides alone.
+    `phi`: the fleet's overdispersion (clustered bad events)."""
     d = policy.detection
     new, old = cohorts(samples, meta, new_hash, hash_label)
+    h = sequential.threshold(d.false_drains_per_pod_year, d.interval_seconds)
+    baseline = (old.bad + 0.5) / (old.total + 1.0)
+    after = chart if chart is None or chart.new_hash == new_hash else CohortChart(new_hash)
+    if after is not None and new.pods and old.pods and old.total >= d.min_requests:
+        after = advance(
+            after,
+            new_hash,
+            [s for s in samples if is_new(meta.get(s.pod), new_hash, hash_label)],
+            baseline,
+            d.absolute_threshold,
+            d.relative_threshold,
+            phi,
+            h,
+            now,
+            window_seconds,
+            d.interval_seconds,
+        )
+
     pods = new.pods + old.pods
     pod_share = new.pods / pods if pods else 0.0
     sessions = (new.sessions or 0) + (old.sessions or 0)
@@ -163,7 +200,9 @@ def judge(
     )
 
     def verdict(v: str, reason: str, p: float | None = None) -> Verdict:
-        return Verdict(v, new, old, p, reason, session_share, pod_share)
+        return Verdict(
+            v, new, old, p, reason, session_share, pod_share, after, None if after is None else h
+        )
 
     if new.pods == 0 or new.total < d.min_requests:
         return verdict(
@@ -181,13 +220,20 @@ def judge(
             f"the previous version has {old.total:.0f} events in the window; "
             f"{d.min_requests} needed to compare",
         )
-    baseline = (old.bad + 0.5) / (old.total + 1.0)
-    p = compare_cohorts(new, old)
+    p = compare_cohorts(new, old, phi)
     worse = (
         new_ratio >= d.absolute_threshold
         and new_ratio >= d.relative_threshold * baseline
         and p < 1.0 - d.confidence
     )
+    if worse and after is not None and after.score < h - 1e-9:
+        return verdict(
+            INCONCLUSIVE,
+            f"new version {new_ratio:.2%} bad vs {old.bad / old.total:.2%} in this window "
+            f"(p={p:.1g}), but its evidence since it began is {after.score:.1f} of the "
+            f"{h:.1f} that fail it",
+            p,
+        )
     if worse:
         return verdict(
             FAIL,
@@ -368,6 +414,9 @@ def rollout_status(w: Workload, v: Verdict | None, action: str | None, why: str)
         out["oldCohort"] = _cohort(v.old)
         if v.p_value is not None:
             out["pValue"] = float(f"{v.p_value:.3g}")
+        if v.chart is not None and v.threshold is not None:
+            out["evidence"] = round(v.chart.score, 2)
+            out["evidenceThreshold"] = round(v.threshold, 2)
         out["podShare"] = round(v.pod_share, 4)
         if v.session_share is not None:
             out["sessionShare"] = round(v.session_share, 4)
