@@ -4,9 +4,10 @@ test alone and with the accumulated evidence (core.cohort_chart).
 A fleet of 12 pods runs ten minutes, then a rollout begins: the first `new` pods become the new
 version. Per 15 s interval each pod gets Poisson(rate x 15) events, the bad ones independent or
 in clusters (a client retrying; bench_null.counts). Window counts are the last 8 intervals (2m)
-and samples carry the raw counters. Every evaluation runs the product's `analyze` (for the
-fleet's overdispersion, as the guard reads it) and its `judge` twice on the same counts: without
-a chart (the window alone, as before) and with one. A `fail` latches, so a rollout counts as
+and samples carry the raw counters. Every evaluation runs the product's `judge` twice on the
+same counts, before the product's `analyze` and on the previous cycle's detector memory, as the
+guard does: without a chart (the window alone, as before) and with one (and the detector's
+overdispersion, floor and verdicts). No pod is drained. A `fail` latches, so a rollout counts as
 failed at its first `fail`. Null rows: the new version is exactly as good as the old one; fault
 rows: its pods answer `fault` of their requests badly, independently.
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from bench_null import counts, write
 from stickyguard.core.analysis import PodMeta, PodSample, Track, analyze
-from stickyguard.core.cohort_chart import CohortChart, fleet_dispersion
+from stickyguard.core.cohort_chart import CohortChart
 from stickyguard.core.policy import Detection, Impact, parse_policy
 from stickyguard.core.rollout import FAIL, judge
 
@@ -95,29 +96,29 @@ def rollout(
             )
             for j, p in enumerate(names)
         ]
+        if step >= WARM:
+            # The guard judges before the cycle's analysis, on the previous cycle's tracks.
+            since = now - WARM * INTERVAL
+            alone = judge(policy, samples, meta, "v2")
+            if first[0] is None and alone.verdict == FAIL:
+                first[0] = since
+            v = judge(
+                policy,
+                samples,
+                meta,
+                "v2",
+                chart=chart,
+                now=now,
+                window_seconds=WINDOW * INTERVAL,
+                tracks=tracks,
+            )
+            chart = v.chart or chart
+            if first[1] is None and v.verdict == FAIL:
+                first[1] = since
+            if None not in first:
+                break
         d: Detection = policy.detection
         tracks = dict(analyze(samples, meta, d, Impact(), tracks, now=now).tracks)
-        if step < WARM:
-            continue
-        since = now - WARM * INTERVAL
-        alone = judge(policy, samples, meta, "v2")
-        if first[0] is None and alone.verdict == FAIL:
-            first[0] = since
-        v = judge(
-            policy,
-            samples,
-            meta,
-            "v2",
-            chart=chart,
-            now=now,
-            window_seconds=WINDOW * INTERVAL,
-            phi=fleet_dispersion(tracks.values()),
-        )
-        chart = v.chart or chart
-        if first[1] is None and v.verdict == FAIL:
-            first[1] = since
-        if None not in first:
-            break
     return first[0], first[1]
 
 

@@ -11,7 +11,7 @@ import pytest
 from planner_fixtures import policy
 from stickyguard.core import sequential
 from stickyguard.core.analysis import PodMeta, PodSample, Track, analyze
-from stickyguard.core.cohort_chart import CohortChart, advance, fleet_dispersion
+from stickyguard.core.cohort_chart import CohortChart, PodMemory, advance, detector_view, start
 from stickyguard.core.policy import Impact, Policy
 from stickyguard.core.rollout import FAIL, INCONCLUSIVE, Cohort, compare_cohorts, judge
 from traffic import INTERVAL, Counts, healthy
@@ -74,7 +74,7 @@ def rollout(
             chart=chart,
             now=now,
             window_seconds=WINDOW * INTERVAL,
-            phi=fleet_dispersion(tracks.values()) if with_chart else 1.0,
+            tracks=tracks if with_chart else None,
         )
         chart = v.chart
         if v.verdict == FAIL:
@@ -126,13 +126,17 @@ def _advance(
     chart: CohortChart, new_hash: str, samples: list[PodSample], now: float
 ) -> CohortChart:
     h = sequential.threshold(0.01, INTERVAL)
-    return advance(chart, new_hash, samples, 0.005, 0.01, 3.0, 1.0, h, now, 120.0, INTERVAL)
+    charts = sequential.alternatives(0.005, 0.01, 3.0)
+    return advance(
+        start(chart, new_hash, 1.0), samples, 0.005, charts, 1.0, h, now, 120.0, INTERVAL
+    )
 
 
 def test_chart_counts_what_arrived_and_restarts_with_a_new_version() -> None:
     first = _advance(CohortChart(), "v2", [_sample("a", 240, 24, (1000, 100))], 15.0)
     assert first.new_hash == "v2" and first.score > 0
-    assert first.pods["a"] == ((1000, 100), 240)
+    # The first look shares out the window: an interval's worth (24 / 8 bad).
+    assert first.pods["a"] == PodMemory((1000, 100), 240, ((15.0, 3.0),))
     # 30 events, 3 bad since: exactly one interval's worth of evidence, capped at h/4.
     second = _advance(first, "v2", [_sample("a", 240, 24, (1030, 103))], 30.0)
     assert second.score == pytest.approx(
@@ -152,15 +156,90 @@ def test_chart_reads_a_counter_reset_as_new_events_and_skips_pods_without_data()
     reset = _advance(
         first, "v2", [_sample("a", 240, 24, (30, 15)), PodSample("b", None, None)], 30.0
     )
-    assert reset.pods == {"a": ((30, 15), 240)}
+    assert reset.pods == {"a": PodMemory((30, 15), 240, ((15.0, 0.0), (30.0, 15)))}
     assert reset.score == pytest.approx(sequential.threshold(0.01, INTERVAL) / 4)
 
 
-def test_fleet_dispersion_is_the_detectors_median_and_one_without_it() -> None:
-    assert fleet_dispersion([]) == 1.0
-    assert fleet_dispersion([Track(dispersion=5.0, dispersion_n=0)]) == 1.0
-    tracks = [Track(dispersion=d, dispersion_n=10) for d in (0.5, 2.0, 4.0)]
-    assert fleet_dispersion(tracks) == 2.0
+def test_detector_view_reads_the_detectors_memory() -> None:
+    assert detector_view({}, [], [], 0.0) == detector_view({}, ["a"], ["b"], 0.0)
+    assert detector_view({}, [], [], 0.0).phi == 1.0
+    hour = tuple((60.0 * i, 0.004 + 0.0001 * i) for i in range(1, 21))
+    tracks = {
+        "new": Track(dispersion=9.0, dispersion_n=10, degraded=True, cusum=(25.0, 1.0)),
+        "old1": Track(dispersion=2.0, dispersion_n=10, baselines=hour),
+        "old2": Track(dispersion=3.0, dispersion_n=10, baselines=hour),
+        "fresh": Track(dispersion=50.0, dispersion_n=0),  # no estimate yet: not counted
+    }
+    view = detector_view(tracks, ["new"], ["old1", "old2", "fresh"], 1200.0)
+    assert view.phi == 3.0 and view.pod_evidence == 25.0
+    assert view.floor == sequential.baseline_floor(hour, 1200.0) > 0.004
+    healthy_new = {**tracks, "new": tracks["new"]._replace(degraded=False)}
+    assert detector_view(healthy_new, ["new"], ["old1"], 1200.0).pod_evidence == 0.0
+
+
+def test_the_chart_keeps_the_overdispersion_it_began_with() -> None:
+    """A bad new version raises the fleet's estimate (its own pods are in it): the chart keeps
+    the one it began with whenever that is lower."""
+    pol = policy()
+    meta = {
+        "new": PodMeta("new", labels={"pod-template-hash": "v2"}),
+        **{f"old{i}": PodMeta(f"old{i}", labels={"pod-template-hash": "v1"}) for i in range(4)},
+    }
+    samples = [PodSample("new", 1000, 100), *(PodSample(f"old{i}", 1000, 1) for i in range(4))]
+    calm = {p: Track(dispersion=1.5, dispersion_n=30) for p in meta}
+    v = judge(pol, samples, meta, "v2", chart=CohortChart(), now=15.0, tracks=calm)
+    assert v.chart is not None and v.chart.phi == 1.5
+    stirred = {p: Track(dispersion=40.0, dispersion_n=30) for p in meta}
+    w = judge(pol, samples, meta, "v2", chart=v.chart, now=30.0, tracks=stirred)
+    assert w.chart is not None and w.chart.phi == 1.5
+    assert w.chart.score == pytest.approx(2 * v.chart.score)  # both intervals at h/4
+
+
+def test_a_canary_the_detector_drained_fails_its_version() -> None:
+    """Drained, the canary stops feeding the chart just short of the threshold; the detector's
+    verdict on it (the same budget) is the version's evidence."""
+    pol = policy()
+    meta = {
+        "new": PodMeta("new", labels={"pod-template-hash": "v2"}),
+        **{f"old{i}": PodMeta(f"old{i}", labels={"pod-template-hash": "v1"}) for i in range(4)},
+    }
+    samples = [PodSample("new", 1000, 100), *(PodSample(f"old{i}", 1000, 1) for i in range(4))]
+    h = sequential.threshold(0.01, INTERVAL)
+    frozen = {"new": PodMemory((5000.0, 500.0), 1000.0)}
+    stalled = CohortChart("v2", (h - 1.5, 0.0, 0.0), 0.0, frozen, (5000.0, 500.0), 1.0)
+    drained = [PodSample("new", 1000, 100, total_counter=5000, bad_counter=500), *samples[1:]]
+    judged = {"new": Track(degraded=True, cusum=(h + 0.1, 0.0, 0.0))}
+    assert judge(pol, drained, meta, "v2", chart=stalled, now=15.0).verdict == INCONCLUSIVE
+    v = judge(pol, drained, meta, "v2", chart=stalled, now=15.0, tracks=judged)
+    assert v.verdict == FAIL and v.chart is not None and v.chart.score < h
+
+
+def test_one_clients_retries_on_the_canary_are_set_aside() -> None:
+    """A storm on top of earlier mild evidence takes the chart past its threshold, but the
+    window without the storm (its largest burst of two intervals) is no worse than the old
+    version: not a fail. A fault, bad in every interval, fails."""
+    pol = policy()
+    meta = {
+        "new": PodMeta("new", labels={"pod-template-hash": "v2"}),
+        **{f"old{i}": PodMeta(f"old{i}", labels={"pod-template-hash": "v1"}) for i in range(11)},
+    }
+    old = [PodSample(f"old{i}", 1200, 6) for i in range(11)]
+
+    def last_verdict(arrivals: list[int]) -> str:
+        chart: CohortChart | None = CohortChart()
+        total = bad = 0.0
+        verdict = ""
+        for step, arrived in enumerate(arrivals, start=1):
+            total, bad = total + 150, bad + arrived
+            window_bad = sum(arrivals[max(0, step - WINDOW) : step])
+            sample = PodSample("new", 1200, window_bad, total_counter=total, bad_counter=bad)
+            v = judge(pol, [sample, *old], meta, "v2", chart=chart, now=INTERVAL * step)
+            chart, verdict = v.chart, v.verdict
+        return verdict
+
+    storm = [0] * 8 + [6, 6, 6] + [1] * 5 + [30, 30]
+    assert last_verdict(storm) != FAIL
+    assert last_verdict([0] * 8 + [4] * 8) == FAIL
 
 
 def test_clustered_bad_events_weigh_less_in_the_window_test() -> None:

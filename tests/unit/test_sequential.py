@@ -291,7 +291,7 @@ def test_a_pod_at_twice_the_fleet_is_rarely_drained(monkeypatch: pytest.MonkeyPa
     twice = pod_at(healthy(10.0, 0.005), pod=0, ratio=0.01)
     seeds = (101, 102, 103)
     checked = sum(drains(twice, pods=10, hours=6, seed=s) for s in seeds)
-    monkeypatch.setattr(analysis, "_run_clears", lambda run, d, base, phi=1.0: True)
+    monkeypatch.setattr(analysis, "run_clears", lambda run, d, base, phi=1.0: True)
     unchecked = sum(drains(twice, pods=10, hours=6, seed=s) for s in seeds)
     assert unchecked >= 10 and checked * 3 <= unchecked, (checked, unchecked)
 
@@ -318,10 +318,10 @@ def test_the_run_margin_counts_the_overdispersion() -> None:
     mean, ten clustered minutes). With a Poisson margin it clears 1%; with the fleet's
     overdispersion (about 5) it does not."""
     d, run, base = Detection(), (4654.0, 81.0), 0.0002
-    assert analysis._run_clears(run, d, base, phi=1.0)
-    assert not analysis._run_clears(run, d, base, phi=4.9)
+    assert analysis.run_clears(run, d, base, phi=1.0)
+    assert not analysis.run_clears(run, d, base, phi=4.9)
     # A real fault's run clears it with the same phi: 5% over ten minutes at 10 req/s.
-    assert analysis._run_clears((6000.0, 300.0), d, 0.005, phi=4.9)
+    assert analysis.run_clears((6000.0, 300.0), d, 0.005, phi=4.9)
 
 
 def test_dispersion_is_estimated_from_two_pods() -> None:

@@ -24,7 +24,7 @@ from stickyguard.controller.state import OperatorState
 from stickyguard.core import cycle
 from stickyguard.core import policy_status as status_mod
 from stickyguard.core.analysis import Findings, PodMeta, PodSample
-from stickyguard.core.cohort_chart import CohortChart, fleet_dispersion
+from stickyguard.core.cohort_chart import CohortChart
 from stickyguard.core.containment import (
     Containment,
     ContainPod,
@@ -121,7 +121,7 @@ def assess_rollout(
             chart=memory.cohort or CohortChart(),
             now=now,
             window_seconds=window_seconds,
-            phi=fleet_dispersion(memory.tracks.values()),
+            tracks=memory.tracks,
         )
         if usable
         else None

@@ -365,7 +365,7 @@ def events_since(
 RUN_MARGIN_Z = 2.0
 
 
-def _run_clears(run: tuple[float, float], d: Detection, base: float, phi: float) -> bool:
+def run_clears(run: tuple[float, float], d: Detection, base: float, phi: float) -> bool:
     """The pod's ratio since its CUSUM last stood at zero clears both thresholds with a margin
     for its noise: a pod steadily just below `relativeThreshold` (2.5x the fleet, say) reaches
     the thresholds in a short run now and then, but not z standard deviations beyond them,
@@ -537,7 +537,7 @@ def analyze(
         # the baseline and the thresholds (2x the fleet, say: other users, not a fault) gains
         # evidence too, and noise lets its window pass now and then. The ratio since its change
         # began is a long-run estimate: it must clear the same thresholds.
-        run_clears = _run_clears(run, d, base, phi)
+        clears = run_clears(run, d, base, phi)
         # A one-off report has no history: the window's exact test decides alone, and the
         # users' check looks at this window's excess only.
         if not checked:
@@ -551,7 +551,7 @@ def analyze(
         would = (
             c.pod in flagged
             if d.one_shot
-            else outlier_now and run_clears and max(cusum, default=0.0) >= h - 1e-9
+            else outlier_now and clears and max(cusum, default=0.0) >= h - 1e-9
         )
         alarm = would and users_clear
         fails, passes, degraded = t.fails, t.passes, t.degraded

@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stickyguard.core import sequential
-from stickyguard.core.analysis import PodMeta, PodSample
-from stickyguard.core.cohort_chart import CohortChart, advance
+from stickyguard.core.analysis import PodMeta, PodSample, Track, run_clears
+from stickyguard.core.cohort_chart import CohortChart, advance, detector_view, robust_bad, start
 from stickyguard.core.containment import CONTAIN as CONTAIN_MODE
 from stickyguard.core.containment import PAUSE as PAUSE_MODE
 from stickyguard.core.containment import ROLLBACK as ROLLBACK_MODE
@@ -164,25 +164,34 @@ def judge(
     chart: CohortChart | None = None,
     now: float = 0.0,
     window_seconds: float = 120.0,
-    phi: float = 1.0,
+    tracks: Mapping[str, Track] | None = None,
 ) -> Verdict:
     """The verdict on the new version. With a `chart` (the guard's, carried from the previous
-    evaluation) a `fail` also needs the cohort's accumulated evidence to reach the sequential
-    threshold (core.cohort_chart); without one (a one-off look) the window decides alone.
-    `phi`: the fleet's overdispersion (clustered bad events)."""
+    evaluation) a `fail` also needs the version's accumulated evidence (core.cohort_chart);
+    without one (a one-off look) the window's test decides alone. `tracks`: the pod detector's
+    memory (the fleet's overdispersion, the old pods' baseline floor, new pods it judged
+    degraded)."""
     d = policy.detection
     new, old = cohorts(samples, meta, new_hash, hash_label)
+    new_samples = [s for s in samples if is_new(meta.get(s.pod), new_hash, hash_label)]
+    new_pods = {s.pod for s in new_samples}
+    view = detector_view(
+        tracks or {}, new_pods, [s.pod for s in samples if s.pod not in new_pods], now
+    )
     h = sequential.threshold(d.false_drains_per_pod_year, d.interval_seconds)
     baseline = (old.bad + 0.5) / (old.total + 1.0)
-    after = chart if chart is None or chart.new_hash == new_hash else CohortChart(new_hash)
+    after = None if chart is None else start(chart, new_hash, view.phi)
+    phi = view.phi if after is None or after.phi is None else min(view.phi, after.phi)
     if after is not None and new.pods and old.pods and old.total >= d.min_requests:
+        # As a pod's CUSUM: the old cohort's ratio, held up by its hour-long floor as far as
+        # its window allows (a window of the old pods without their usual clusters is not
+        # their level).
+        null = max(baseline, min(view.floor, sequential.upper_ratio(old.bad, old.total, phi)))
         after = advance(
             after,
-            new_hash,
-            [s for s in samples if is_new(meta.get(s.pod), new_hash, hash_label)],
-            baseline,
-            d.absolute_threshold,
-            d.relative_threshold,
+            new_samples,
+            null,
+            sequential.alternatives(null, d.absolute_threshold, d.relative_threshold),
             phi,
             h,
             now,
@@ -220,25 +229,40 @@ def judge(
             f"the previous version has {old.total:.0f} events in the window; "
             f"{d.min_requests} needed to compare",
         )
-    p = compare_cohorts(new, old, phi)
-    worse = (
-        new_ratio >= d.absolute_threshold
-        and new_ratio >= d.relative_threshold * baseline
-        and p < 1.0 - d.confidence
+    # With a chart, the window is judged without each new pod's largest burst, as a pod's is.
+    bad = new.bad
+    if after is not None:
+        span = sequential.burst_span(d.interval_seconds, window_seconds)
+        bad = robust_bad(after, new_samples, span)
+    judged = replace(new, bad=bad)
+    p = compare_cohorts(judged, old, phi)
+    past_thresholds = (
+        bad >= d.absolute_threshold * new.total
+        and bad >= d.relative_threshold * baseline * new.total
     )
-    if worse and after is not None and after.score < h - 1e-9:
-        return verdict(
-            INCONCLUSIVE,
-            f"new version {new_ratio:.2%} bad vs {old.bad / old.total:.2%} in this window "
-            f"(p={p:.1g}), but its evidence since it began is {after.score:.1f} of the "
-            f"{h:.1f} that fail it",
-            p,
-        )
+    worse = past_thresholds and p < 1.0 - d.confidence
+    if after is not None:
+        # The version's own evidence, or the detector's on one of its pods when that pod's
+        # badness is the cohort's (a canary the detector drained stops feeding the chart).
+        proven = worse and after.score >= h - 1e-9 and run_clears(after.run, d, baseline, phi)
+        drained = past_thresholds and view.pod_evidence >= h - 1e-9
+        if worse and not (proven or drained):
+            return verdict(
+                INCONCLUSIVE,
+                f"new version {new_ratio:.2%} bad vs {old.bad / old.total:.2%} in this window "
+                f"(p={p:.1g}), but its evidence since it began is {after.score:.1f} of the "
+                f"{h:.1f} that fail it",
+                p,
+            )
+        how = "" if proven or not drained else "; the detector judged its pods degraded"
+        worse = proven or drained
+    else:
+        how = ""
     if worse:
         return verdict(
             FAIL,
             f"new version {new_ratio:.2%} bad vs {old.bad / old.total:.2%} for "
-            f"the previous one (p={p:.1g})",
+            f"the previous one (p={p:.1g}){how}",
             p,
         )
     if old.bad / old.total >= d.absolute_threshold and new_ratio >= d.absolute_threshold:
