@@ -43,11 +43,16 @@ def guard_policy(ns: str, on_fail: str = "Pause", **spec: Any) -> dict[str, Any]
 
 
 def roll_out(apps: client.AppsV1Api, ns: str, version: str) -> None:
+    """Releases `version`. The lab's pods are Ready within a second or two, so a rollout of six
+    would complete before any guard has four evaluations of evidence (the least a `fail` rests
+    on, 20 s at the lab's 5 s); `minReadySeconds` gives it the pace of real pods, which start,
+    warm up and pass readiness checks for longer than that."""
     apps.patch_namespaced_deployment(
         "web",
         ns,
         {
             "spec": {
+                "minReadySeconds": 8,
                 "strategy": {
                     "type": "RollingUpdate",
                     "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},

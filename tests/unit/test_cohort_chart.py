@@ -11,7 +11,14 @@ import pytest
 from planner_fixtures import policy
 from stickyguard.core import sequential
 from stickyguard.core.analysis import PodMeta, PodSample, Track, analyze
-from stickyguard.core.cohort_chart import CohortChart, PodMemory, advance, detector_view, start
+from stickyguard.core.cohort_chart import (
+    CohortChart,
+    DetectorView,
+    PodMemory,
+    advance,
+    detector_view,
+    start,
+)
 from stickyguard.core.policy import Impact, Policy
 from stickyguard.core.rollout import FAIL, INCONCLUSIVE, Cohort, compare_cohorts, judge
 from traffic import INTERVAL, Counts, healthy
@@ -128,7 +135,7 @@ def _advance(
     h = sequential.threshold(0.01, INTERVAL)
     charts = sequential.alternatives(0.005, 0.01, 3.0)
     return advance(
-        start(chart, new_hash, 1.0), samples, 0.005, charts, 1.0, h, now, 120.0, INTERVAL
+        start(chart, new_hash, DetectorView()), samples, 0.005, charts, 1.0, h, now, 120.0, INTERVAL
     )
 
 
@@ -161,8 +168,7 @@ def test_chart_reads_a_counter_reset_as_new_events_and_skips_pods_without_data()
 
 
 def test_detector_view_reads_the_detectors_memory() -> None:
-    assert detector_view({}, [], [], 0.0) == detector_view({}, ["a"], ["b"], 0.0)
-    assert detector_view({}, [], [], 0.0).phi == 1.0
+    assert detector_view({}, ["a"], ["b"], 0.0) == DetectorView()
     hour = tuple((60.0 * i, 0.004 + 0.0001 * i) for i in range(1, 21))
     tracks = {
         "new": Track(dispersion=9.0, dispersion_n=10, degraded=True, cusum=(25.0, 1.0)),
@@ -171,10 +177,11 @@ def test_detector_view_reads_the_detectors_memory() -> None:
         "fresh": Track(dispersion=50.0, dispersion_n=0),  # no estimate yet: not counted
     }
     view = detector_view(tracks, ["new"], ["old1", "old2", "fresh"], 1200.0)
-    assert view.phi == 3.0 and view.pod_evidence == 25.0
+    assert view.phi == 3.0 and view.degraded == {"new"} and not view.settled
     assert view.floor == sequential.baseline_floor(hour, 1200.0) > 0.004
-    healthy_new = {**tracks, "new": tracks["new"]._replace(degraded=False)}
-    assert detector_view(healthy_new, ["new"], ["old1"], 1200.0).pod_evidence == 0.0
+    healthy_new = {**tracks, "new": tracks["new"]._replace(degraded=False, dispersion_n=20)}
+    view = detector_view(healthy_new, ["new"], ["old1"], 1200.0)
+    assert view.degraded == frozenset() and view.settled
 
 
 def test_the_chart_keeps_the_overdispersion_it_began_with() -> None:
@@ -193,6 +200,10 @@ def test_the_chart_keeps_the_overdispersion_it_began_with() -> None:
     w = judge(pol, samples, meta, "v2", chart=v.chart, now=30.0, tracks=stirred)
     assert w.chart is not None and w.chart.phi == 1.5
     assert w.chart.score == pytest.approx(2 * v.chart.score)  # both intervals at h/4
+    # A new leader's first guesses are not kept: the chart waits for a settled estimate.
+    guess = {p: Track(dispersion=1.0, dispersion_n=3) for p in meta}
+    fresh = judge(pol, samples, meta, "v2", chart=CohortChart(), now=15.0, tracks=guess)
+    assert fresh.chart is not None and fresh.chart.phi is None
 
 
 def test_a_canary_the_detector_drained_fails_its_version() -> None:
@@ -212,6 +223,13 @@ def test_a_canary_the_detector_drained_fails_its_version() -> None:
     assert judge(pol, drained, meta, "v2", chart=stalled, now=15.0).verdict == INCONCLUSIVE
     v = judge(pol, drained, meta, "v2", chart=stalled, now=15.0, tracks=judged)
     assert v.verdict == FAIL and v.chart is not None and v.chart.score < h
+    # One bad pod among healthy new pods with data is that pod (a bad node), not its version.
+    meta2 = {**meta, "new2": PodMeta("new2", labels={"pod-template-hash": "v2"})}
+    healthy2 = PodSample("new2", 1000, 1, total_counter=5000, bad_counter=5)
+    frozen2 = {**frozen, "new2": PodMemory((5000.0, 5.0), 1000.0)}
+    stalled2 = CohortChart("v2", (h - 1.5, 0.0, 0.0), 0.0, frozen2, (10000.0, 505.0), 1.0)
+    w = judge(pol, [*drained, healthy2], meta2, "v2", chart=stalled2, now=15.0, tracks=judged)
+    assert w.verdict != FAIL
 
 
 def test_one_clients_retries_on_the_canary_are_set_aside() -> None:

@@ -59,32 +59,36 @@ class DetectorView:
     """What the pod detector's memory says that the judge uses."""
 
     phi: float = 1.0  # the fleet's overdispersion
+    settled: bool = False  # the overdispersion is an hour's estimate, not a first guess
     floor: float = 0.0  # the old cohort's baseline floor over the last hour
-    pod_evidence: float = 0.0  # the highest score of a new pod the detector judged degraded
+    degraded: frozenset[str] = frozenset()  # new pods the detector judged degraded
 
 
 def detector_view(
     tracks: Mapping[str, Track], new_pods: Iterable[str], old_pods: Iterable[str], now: float
 ) -> DetectorView:
-    """The fleet's overdispersion (the median of the pods' running means; 1 without any), the
-    median of the old pods' baseline floors, and the evidence of new pods judged degraded."""
-    known = [max(1.0, t.dispersion) for t in tracks.values() if t.dispersion_n > 0]
+    """The fleet's overdispersion (the median of the pods' running means; 1 without any) and
+    whether it has settled, the median of the old pods' baseline floors, and the new pods the
+    detector judged degraded."""
+    known = [t for t in tracks.values() if t.dispersion_n > 0]
     floors = [sequential.baseline_floor(tracks[p].baselines, now) for p in old_pods if p in tracks]
-    degraded = [tracks[p].score for p in new_pods if p in tracks and tracks[p].degraded]
     return DetectorView(
-        statistics.median(known) if known else 1.0,
+        statistics.median(max(1.0, t.dispersion) for t in known) if known else 1.0,
+        any(t.dispersion_n >= sequential.DISPERSION_SETTLED for t in known),
         statistics.median(floors) if floors else 0.0,
-        max(degraded, default=0.0),
+        frozenset(p for p in new_pods if p in tracks and tracks[p].degraded),
     )
 
 
-def start(chart: CohortChart, new_hash: str, phi: float) -> CohortChart:
-    """The chart for `new_hash`: this one, or a new one that remembers today's `phi`."""
-    if chart.new_hash == new_hash and chart.phi is not None:
+def start(chart: CohortChart, new_hash: str, view: DetectorView) -> CohortChart:
+    """The chart for `new_hash`: this one, or a new one. A chart keeps the first settled
+    overdispersion it sees (after a change of leader the detector's estimate is a first guess
+    for a while: it waits for a settled one)."""
+    if chart.new_hash != new_hash:
+        chart = CohortChart(new_hash)
+    if chart.phi is not None or not view.settled:
         return chart
-    if chart.new_hash == new_hash:
-        return CohortChart(new_hash, chart.cusum, chart.seen_time, chart.pods, chart.run, phi)
-    return CohortChart(new_hash, phi=phi)
+    return CohortChart(new_hash, chart.cusum, chart.seen_time, chart.pods, chart.run, view.phi)
 
 
 def advance(
@@ -128,14 +132,14 @@ def advance(
     return CohortChart(chart.new_hash, cusum, now, pods, run, chart.phi)
 
 
-def robust_bad(chart: CohortChart, new_samples: Sequence[PodSample], span: int) -> float:
-    """The new cohort's bad events in the window without each pod's largest burst (one client
-    retrying is not a version's fault; sequential.discount_burst)."""
-    total = 0.0
+def robust_bad(chart: CohortChart, new_samples: Sequence[PodSample], span: int) -> dict[str, float]:
+    """Each new pod's bad events in the window without its largest burst (one client retrying
+    is not a version's fault; sequential.discount_burst)."""
+    out = {}
     for s in new_samples:
         if s.bad is None:
             continue
         memory = chart.pods.get(s.pod)
         jumps = [j for _, j in memory.jumps] if memory else []
-        total += sequential.discount_burst(s.bad, jumps, span)
-    return total
+        out[s.pod] = sequential.discount_burst(s.bad, jumps, span)
+    return out

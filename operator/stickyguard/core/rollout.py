@@ -180,7 +180,7 @@ def judge(
     )
     h = sequential.threshold(d.false_drains_per_pod_year, d.interval_seconds)
     baseline = (old.bad + 0.5) / (old.total + 1.0)
-    after = None if chart is None else start(chart, new_hash, view.phi)
+    after = None if chart is None else start(chart, new_hash, view)
     phi = view.phi if after is None or after.phi is None else min(view.phi, after.phi)
     if after is not None and new.pods and old.pods and old.total >= d.min_requests:
         # As a pod's CUSUM: the old cohort's ratio, held up by its hour-long floor as far as
@@ -229,29 +229,44 @@ def judge(
             f"the previous version has {old.total:.0f} events in the window; "
             f"{d.min_requests} needed to compare",
         )
+
+    def past(bad: float, total: float) -> bool:
+        return (
+            bad >= d.absolute_threshold * total and bad >= d.relative_threshold * baseline * total
+        )
+
     # With a chart, the window is judged without each new pod's largest burst, as a pod's is.
-    bad = new.bad
-    if after is not None:
-        span = sequential.burst_span(d.interval_seconds, window_seconds)
-        bad = robust_bad(after, new_samples, span)
-    judged = replace(new, bad=bad)
-    p = compare_cohorts(judged, old, phi)
-    past_thresholds = (
-        bad >= d.absolute_threshold * new.total
-        and bad >= d.relative_threshold * baseline * new.total
-    )
+    span = sequential.burst_span(d.interval_seconds, window_seconds)
+    per_pod = {} if after is None else robust_bad(after, new_samples, span)
+    bad = new.bad if after is None else sum(per_pod.values())
+    p = compare_cohorts(replace(new, bad=bad), old, phi)
+    past_thresholds = past(bad, new.total)
     worse = past_thresholds and p < 1.0 - d.confidence
     if after is not None:
-        # The version's own evidence, or the detector's on one of its pods when that pod's
-        # badness is the cohort's (a canary the detector drained stops feeding the chart).
+        # The version's own evidence, or the detector's on its pods when their badness is the
+        # cohort's: every other new pod with data is past the thresholds too (one pod on a bad
+        # node is not its version). A canary the detector drained stops feeding the chart.
         proven = worse and after.score >= h - 1e-9 and run_clears(after.run, d, baseline, phi)
-        drained = past_thresholds and view.pod_evidence >= h - 1e-9
+        drained = (
+            past_thresholds
+            and bool(view.degraded)
+            and all(
+                s.total < d.min_requests or past(per_pod[s.pod], s.total)
+                for s in new_samples
+                if s.pod not in view.degraded and s.pod in per_pod and s.total is not None
+            )
+        )
         if worse and not (proven or drained):
+            short = (
+                f"its evidence since it began is {after.score:.1f} of the {h:.1f} that fail it"
+                if after.score < h - 1e-9
+                else "its ratio since its evidence began does not yet clear the thresholds "
+                "with a margin"
+            )
             return verdict(
                 INCONCLUSIVE,
                 f"new version {new_ratio:.2%} bad vs {old.bad / old.total:.2%} in this window "
-                f"(p={p:.1g}), but its evidence since it began is {after.score:.1f} of the "
-                f"{h:.1f} that fail it",
+                f"(p={p:.1g}), but {short}",
                 p,
             )
         how = "" if proven or not drained else "; the detector judged its pods degraded"
