@@ -284,3 +284,20 @@ def test_window_worse_but_evidence_short_is_inconclusive_not_fail() -> None:
         v = judge(pol, samples, meta, "v2", chart=v.chart, now=15.0 * step)
         verdicts.append(v.verdict)
     assert verdicts == [INCONCLUSIVE] * 3 + [FAIL] * 2
+
+
+def test_a_new_pod_with_impossible_counts_gives_no_evidence() -> None:
+    """NaN or bad > total is not judged (as in the cohorts' sums): no evidence, no burst."""
+    pol = policy()
+    meta = {
+        "new": PodMeta("new", labels={"pod-template-hash": "v2"}),
+        "odd": PodMeta("odd", labels={"pod-template-hash": "v2"}),
+        **{f"old{i}": PodMeta(f"old{i}", labels={"pod-template-hash": "v1"}) for i in range(4)},
+    }
+    old = [PodSample(f"old{i}", 1000, 1) for i in range(4)]
+    for odd in (PodSample("odd", 100, 500), PodSample("odd", float("nan"), 3)):
+        v = judge(
+            pol, [PodSample("new", 1000, 2), odd, *old], meta, "v2", chart=CohortChart(), now=15
+        )
+        assert v.verdict == "pass" and v.chart is not None
+        assert set(v.chart.pods) == {"new"} and v.chart.score == 0.0

@@ -105,6 +105,17 @@ def is_new(m: PodMeta | None, new_hash: str, hash_label: str = POD_TEMPLATE_HASH
     return m is not None and m.labels.get(hash_label) == new_hash
 
 
+def counted(s: PodSample) -> bool:
+    """Whether the sample's window counts are usable: present, finite and bad <= total."""
+    return (
+        s.total is not None
+        and s.bad is not None
+        and math.isfinite(s.total)
+        and math.isfinite(s.bad)
+        and 0 <= s.bad <= s.total
+    )
+
+
 def cohorts(
     samples: Sequence[PodSample],
     meta: Mapping[str, PodMeta],
@@ -116,13 +127,7 @@ def cohorts(
     for s in samples:
         a = acc[is_new(meta.get(s.pod), new_hash, hash_label)]
         a[0] += 1
-        if (
-            s.total is not None
-            and s.bad is not None
-            and math.isfinite(s.total)
-            and math.isfinite(s.bad)
-            and 0 <= s.bad <= s.total
-        ):
+        if counted(s) and s.total is not None and s.bad is not None:
             a[1] += s.total
             a[2] += s.bad
         if s.active_sessions is None:
@@ -173,11 +178,13 @@ def judge(
     degraded)."""
     d = policy.detection
     new, old = cohorts(samples, meta, new_hash, hash_label)
-    new_samples = [s for s in samples if is_new(meta.get(s.pod), new_hash, hash_label)]
+    # The new pods whose counts the cohort holds: the chart and the burst discount read these.
+    new_samples = [
+        s for s in samples if is_new(meta.get(s.pod), new_hash, hash_label) and counted(s)
+    ]
     new_pods = {s.pod for s in new_samples}
-    view = detector_view(
-        tracks or {}, new_pods, [s.pod for s in samples if s.pod not in new_pods], now
-    )
+    old_pods = [s.pod for s in samples if not is_new(meta.get(s.pod), new_hash, hash_label)]
+    view = detector_view(tracks or {}, new_pods, old_pods, now)
     h = sequential.threshold(d.false_drains_per_pod_year, d.interval_seconds)
     baseline = (old.bad + 0.5) / (old.total + 1.0)
     after = None if chart is None else start(chart, new_hash, view)
