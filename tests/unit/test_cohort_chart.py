@@ -177,11 +177,11 @@ def test_detector_view_reads_the_detectors_memory() -> None:
         "fresh": Track(dispersion=50.0, dispersion_n=0),  # no estimate yet: not counted
     }
     view = detector_view(tracks, ["new"], ["old1", "old2", "fresh"], 1200.0)
-    assert view.phi == 3.0 and view.degraded == {"new"} and not view.settled
+    assert view.phi == 3.0 and view.degraded == {"new"}
     assert view.floor == sequential.baseline_floor(hour, 1200.0) > 0.004
     healthy_new = {**tracks, "new": tracks["new"]._replace(degraded=False, dispersion_n=20)}
     view = detector_view(healthy_new, ["new"], ["old1"], 1200.0)
-    assert view.degraded == frozenset() and view.settled
+    assert view.degraded == frozenset()
 
 
 def test_the_chart_keeps_the_overdispersion_it_began_with() -> None:
@@ -200,10 +200,10 @@ def test_the_chart_keeps_the_overdispersion_it_began_with() -> None:
     w = judge(pol, samples, meta, "v2", chart=v.chart, now=30.0, tracks=stirred)
     assert w.chart is not None and w.chart.phi == 1.5
     assert w.chart.score == pytest.approx(2 * v.chart.score)  # both intervals at h/4
-    # A new leader's first guesses are not kept: the chart waits for a settled estimate.
-    guess = {p: Track(dispersion=1.0, dispersion_n=3) for p in meta}
-    fresh = judge(pol, samples, meta, "v2", chart=CohortChart(), now=15.0, tracks=guess)
-    assert fresh.chart is not None and fresh.chart.phi is None
+    # A new leader's chart begins with the empty memory's 1 and keeps it.
+    fresh = judge(pol, samples, meta, "v2", chart=CohortChart(), now=15.0, tracks={})
+    later = judge(pol, samples, meta, "v2", chart=fresh.chart, now=30.0, tracks=stirred)
+    assert fresh.chart is not None and later.chart is not None and later.chart.phi == 1.0
 
 
 def test_a_canary_the_detector_drained_fails_its_version() -> None:

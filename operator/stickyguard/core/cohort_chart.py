@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from stickyguard.core import sequential
@@ -59,7 +59,6 @@ class DetectorView:
     """What the pod detector's memory says that the judge uses."""
 
     phi: float = 1.0  # the fleet's overdispersion
-    settled: bool = False  # the overdispersion is an hour's estimate, not a first guess
     floor: float = 0.0  # the old cohort's baseline floor over the last hour
     degraded: frozenset[str] = frozenset()  # new pods the detector judged degraded
 
@@ -67,28 +66,27 @@ class DetectorView:
 def detector_view(
     tracks: Mapping[str, Track], new_pods: Iterable[str], old_pods: Iterable[str], now: float
 ) -> DetectorView:
-    """The fleet's overdispersion (the median of the pods' running means; 1 without any) and
-    whether it has settled, the median of the old pods' baseline floors, and the new pods the
-    detector judged degraded."""
+    """The fleet's overdispersion (the median of the pods' running means; 1 without any), the
+    median of the old pods' baseline floors, and the new pods the detector judged degraded."""
     known = [t for t in tracks.values() if t.dispersion_n > 0]
     floors = [sequential.baseline_floor(tracks[p].baselines, now) for p in old_pods if p in tracks]
     return DetectorView(
         statistics.median(max(1.0, t.dispersion) for t in known) if known else 1.0,
-        any(t.dispersion_n >= sequential.DISPERSION_SETTLED for t in known),
         statistics.median(floors) if floors else 0.0,
         frozenset(p for p in new_pods if p in tracks and tracks[p].degraded),
     )
 
 
 def start(chart: CohortChart, new_hash: str, view: DetectorView) -> CohortChart:
-    """The chart for `new_hash`: this one, or a new one. A chart keeps the first settled
-    overdispersion it sees (after a change of leader the detector's estimate is a first guess
-    for a while: it waits for a settled one)."""
+    """The chart for `new_hash`: this one, or a new one. A chart keeps the overdispersion of its
+    first evaluation for the version's whole rollout; after a change of leader that is 1 (the
+    detector's memory is empty). Measured by a review: waiting for a settled estimate instead
+    let the bad version's own pods inflate it (15 of 20 bad versions not failed within 15
+    minutes), while charts kept at 1 failed none of the healthy canaries tried (5 settings of
+    20 runs, 2 of 40, clustered errors)."""
     if chart.new_hash != new_hash:
-        chart = CohortChart(new_hash)
-    if chart.phi is not None or not view.settled:
-        return chart
-    return CohortChart(new_hash, chart.cusum, chart.seen_time, chart.pods, chart.run, view.phi)
+        return CohortChart(new_hash, phi=view.phi)
+    return chart if chart.phi is not None else replace(chart, phi=view.phi)
 
 
 def advance(
