@@ -11,9 +11,10 @@ per interval, divided by the fleet's overdispersion; tested against the old coho
 held up by the detector's hour-long floor; a run since the chart left zero that clears the
 thresholds with a margin; and a window that is worse without its largest burst. A healthy
 version is then failed about as rarely as a healthy pod is drained. A new version's pod that
-the detector itself judged degraded is the version's evidence too: drained, it stops feeding
-the chart. The chart is kept by the leader only and starts again with each new version and each
-term as leader (a real failure is then found a few intervals later, never sooner).
+the detector itself judged degraded is the version's evidence too (drained, it stops feeding
+the chart) when the version's other pods with data agree. The chart is kept by the leader only
+and starts again with each new version and each term as leader (a real failure is then found a
+few intervals later, never sooner).
 """
 
 from __future__ import annotations
