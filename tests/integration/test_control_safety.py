@@ -521,6 +521,9 @@ def test_leader_and_standby_answer_the_same_latched_verdict(
             namespace,
             {
                 "spec": {
+                    # The pace of real pods: a `fail` rests on four evaluations of evidence,
+                    # and the lab's pods are Ready at once (test_rollout_guard.roll_out).
+                    "minReadySeconds": 8,
                     "strategy": {
                         "type": "RollingUpdate",
                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
@@ -624,7 +627,7 @@ def test_rollback_skips_a_failed_revision_for_the_last_known_good(
     v1 = wait_for(lambda: section().get("knownGoodHashes"), timeout=60, what="v1 known good")
     fleet.exporter.set_label_ratio("version", "v2", 0.3)
     fleet.exporter.set_label_ratio("version", "v3", 0.3)
-    _roll(apps, namespace, "v2")
+    _roll(apps, namespace, "v2", minReadySeconds=8)  # as test_rollout_guard.roll_out
     wait_for(
         lambda: apps.read_namespaced_deployment("web", namespace).spec.paused,
         timeout=90,

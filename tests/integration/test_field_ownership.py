@@ -82,6 +82,9 @@ def test_another_manager_reapplying_meets_no_conflict_and_undoes_nothing(
         namespace,
         {
             "spec": {
+                # The pace of real pods: a `fail` rests on four evaluations of evidence, and
+                # the lab's pods are Ready at once (test_rollout_guard.roll_out).
+                "minReadySeconds": 8,
                 "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "template": {"metadata": {"labels": {"version": "v2"}}},
             }
