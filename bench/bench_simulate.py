@@ -1,7 +1,7 @@
 """Benchmark table: every built-in scenario x strategy over many seeds, as distributions.
 
 Writes bench/results/simulation.md (committed with the numbers it produced):
-    python bench/bench_simulate.py [--seeds 20]
+    python bench/bench_simulate.py [--seeds 20] [--only SCENARIO ...] [--out FILE]
 Each cell is median / p90 / worst over the seeds (worst: the highest users affected and
 detection time, the most healthy pods drained); detection counts only the runs that detected.
 """
@@ -38,12 +38,18 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--only", nargs="*", help="scenario names")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     seeds = range(1, args.seeds + 1)
+    command = f"python bench/bench_simulate.py --seeds {args.seeds}"
+    if args.only:
+        command += " --only " + " ".join(args.only)
+    if args.out != OUT:
+        command += f" --out {args.out}"
     lines = [
         "# Simulation benchmark",
         "",
-        f"Produced by `python bench/bench_simulate.py --seeds {args.seeds}`: the same sticky "
+        f"Produced by `{command}`: the same sticky "
         "traffic is replayed under each strategy (see `operator/stickyguard/sim/`), for seeds "
         f"1-{args.seeds}. Cells are **median / p90 / worst** over the seeds. `users affected %` "
         "counts users with an answer the scenario's faults spoiled; detection is from fault "
@@ -81,9 +87,9 @@ def main() -> int:
     lines += ["", "## Run time (all strategies, all seeds, this machine)", ""]
     lines += ["| scenario | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("\n".join(lines) + "\n")
-    print(f"wrote {OUT}", file=sys.stderr)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
