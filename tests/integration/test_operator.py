@@ -291,6 +291,47 @@ def test_policy_deleted_restores_drained_pod(
     wait_for(gone, timeout=30, what="the finalizer released and the policy gone")
 
 
+def test_a_drained_pod_the_edited_selector_leaves_out_is_put_back(
+    story: Story,
+    fleet: Fleet,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+) -> None:
+    # A drained pod outside the selection would be out of the policy's budgets and restore
+    # rules for good: the edit of the spec makes the operator look for it and put it back.
+    story.given_policy(actions={"drain": {"method": "ReadinessGate", "evict": False}})
+    pods = story.given_pods_serving()
+    story.when_pod_turns_bad(pods[0])
+    story.then_drained(pods[0])
+    core.patch_namespaced_pod(pods[0], namespace, {"metadata": {"labels": {"lane": "b"}}})
+    custom.patch_namespaced_custom_object(
+        GVR[0],
+        GVR[1],
+        namespace,
+        GVR[2],
+        "web",
+        {
+            "spec": {
+                "selector": {
+                    "matchLabels": {"app": "web"},
+                    "matchExpressions": [{"key": "lane", "operator": "NotIn", "values": ["b"]}],
+                }
+            }
+        },
+    )
+    story.then_serving(pods[0])
+    wait_for(
+        lambda: (
+            DRAINED_BY
+            not in (core.read_namespaced_pod(pods[0], namespace).metadata.annotations or {})
+        ),
+        timeout=15,
+        what="drain record cleared",
+        detail=story.operator.log,
+    )
+
+
 def test_operator_killed_between_drain_and_evict_carries_on(
     story: Story,
     operator: OperatorProcess,

@@ -47,10 +47,13 @@ from stickyguard.core.rollout import (
     PAUSE,
     ROLLBACK,
     Cohort,
+    GuardMemory,
     Revision,
     Verdict,
     Workload,
     decide,
+    latched,
+    remember,
 )
 
 FLUX = Management("Flux", "kustomize.toolkit.fluxcd.io/name=apps")
@@ -153,6 +156,24 @@ def test_contain_goes_on_while_the_failed_version_is_current_rolling_or_not() ->
     assert decide(rollout_policy("None"), W, _failing(), NOW)[0] is None
 
 
+def test_the_pods_contained_annotation_latches_the_version_when_status_was_lost() -> None:
+    # The containment's writes landed, the status saying "h2 failed" did not (a lost lease, a
+    # crash): the contained pods carry no traffic, so the judge is only inconclusive now.
+    managed = dataclasses.replace(W, management=FLUX)
+    quiet = dataclasses.replace(_failing(), verdict="inconclusive")
+    memory = remember(GuardMemory(), managed, quiet, contained={"h2"})
+    assert memory.failed == ("h2",)
+    v = latched(managed, quiet, memory)
+    assert v is not None and v.verdict == FAIL
+    assert decide(rollout_policy(), managed, v, NOW)[0] == CONTAIN_ACTION
+    # Without the annotation the version would be judged afresh, and not contained.
+    fresh = remember(GuardMemory(), managed, quiet)
+    assert fresh.failed == ()
+    assert decide(rollout_policy(), managed, latched(managed, quiet, fresh), NOW)[0] is None
+    # A version the pods do not record is not latched by them (a new rollout, h3).
+    assert remember(GuardMemory(), managed, quiet, contained={"h1"}).failed == ()
+
+
 def test_refused_hold_does_not_pause_a_gitops_managed_rollout() -> None:
     managed = dataclasses.replace(W, management=FLUX)
     ok = dataclasses.replace(_failing(), verdict="pass")
@@ -229,7 +250,11 @@ def test_inactive_containment_restores_the_current_versions_pods_only() -> None:
     out = plan_containment(off, pods, budget())
     # h1 was contained and is no longer current: the rollout is removing it; left out.
     assert out.restore == ("a",) and out.drain == ()
-    assert plan_containment(None, pods, budget()).restore == ()
+    # No guard any more (workloadRef removed): every pod it contained comes back, or nothing
+    # would ever restore or evict them. A workload not found leaves them as they are.
+    assert plan_containment(None, pods, budget()).restore == ("a", "b")
+    assert plan_containment(Containment.unknown(), pods, budget()).restore == ()
+    assert plan_containment(Containment.unknown(), pods, budget()).drain == ()
 
 
 @settings(max_examples=300, deadline=None)

@@ -13,7 +13,7 @@ from kubernetes.client.rest import ApiException
 
 from planner_fixtures import NOW, findings, plan_for, pods, policy
 from stickyguard.adapters.lease import LeaseElector, NotLeader, Observation
-from stickyguard.controller.gate import ARGO, PROMOTION, ROLLOUT, gate_answer
+from stickyguard.controller.gate import ARGO, PROMOTION, ROLLOUT, answer, gate_answer
 from stickyguard.controller.state import Published
 from stickyguard.core import cycle
 from stickyguard.core.names import rfc3339
@@ -135,6 +135,33 @@ def test_gate_unknown_stale_and_unevaluated() -> None:
         assert status == 503 and body["verdict"] == "unknown", name
         status, body = gate_answer(pub, "ns", name, ARGO, NOW)
         assert status == 200 and body["verdict"] == "unknown" and body["pass"] is False
+
+
+def test_a_replica_whose_watch_has_not_listed_a_policy_answers_as_the_others() -> None:
+    # Replica A's watch has the policy, replica B (just started) has nothing yet: B reads the
+    # policy from the API server for the request and answers the same.
+    synced = {("ns", "web"): entry("fail")}
+    api = {("ns", "web"): entry("fail")}
+
+    def lookup(namespace: str, name: str) -> Published | None:
+        return api.get((namespace, name))
+
+    for kind in (ROLLOUT, PROMOTION, ARGO):
+        assert answer({}, lookup, "ns", "web", kind, NOW) == gate_answer(
+            synced, "ns", "web", kind, NOW
+        )
+    # A policy that does not exist is still unknown; one that cannot be read fails closed.
+    assert answer({}, lookup, "ns", "nope", ROLLOUT, NOW)[0] == 404
+
+    def down(namespace: str, name: str) -> Published | None:
+        raise LookupError("API error 503 Service Unavailable")
+
+    status, body = answer({}, down, "ns", "web", ROLLOUT, NOW)
+    assert status == 503 and body["verdict"] == "unknown" and "cannot read" in body["reason"]
+    status, body = answer({}, down, "ns", "web", ARGO, NOW)
+    assert status == 200 and body["pass"] is False
+    # The cache answers when it has the policy: no read.
+    assert answer(synced, down, "ns", "web", ROLLOUT, NOW)[0] == 412
 
 
 # --- verdict latch and rollback target ------------------------------------------------------
@@ -272,6 +299,14 @@ def test_drains_recorded_on_pods_count_even_when_the_status_lost_them() -> None:
     hist = cycle.with_recorded_drains([], states, NOW)
     assert [(r.action, r.pod) for r in hist] == [(DRAIN, "pod-00")]
     assert cycle.with_recorded_drains(hist, states, NOW) == hist  # no double count
+    # Drained, restored and drained again within the hour, the second status lost: the
+    # status's older record of the pod does not stand for the new drain.
+    older = [ActionRecord(NOW - 900, DRAIN, "pod-00")]
+    again = cycle.with_recorded_drains(older, states, NOW)
+    assert [(r.time, r.pod) for r in again] == [(NOW - 900, "pod-00"), (NOW - 60, "pod-00")]
+    # Times are kept to the second in status: a record a fraction older is the same drain.
+    same = [ActionRecord(NOW - 60.4, DRAIN, "pod-00")]
+    assert cycle.with_recorded_drains(same, states, NOW) == tuple(same)
 
 
 # --- typed holds decide Events, not their text ------------------------------------------------

@@ -389,3 +389,72 @@ def test_a_cordoned_node_stays_cordoned_while_its_pods_are_drained_or_unjudged()
     evicted = [s for s in states if s.name not in ("pod-00", "pod-03", "pod-06")]
     assert not uncordons(evicted)
     assert uncordons(states)
+
+
+def test_a_restore_frees_its_slot_only_once_it_has_happened() -> None:
+    # One of four may be drained: pod-03 is drained and a person asks to undrain it as pod-00
+    # turns bad. The restore may fail while a drain after it succeeds, so the drain waits for
+    # the next cycle, when the restore has happened.
+    p = policy(safety={"maxDrainedPercent": 25})
+    s = pods(4)
+    s[3] = dataclasses.replace(
+        s[3], drained_by="p", drained_at=NOW - 30, serving=False, ready=False, undrain=True
+    )
+    f = findings(p, [0.3, 0.001, 0.001, 0.001])
+    pl = plan(p, s, f, None, [], NOW)
+    assert kinds(pl) == [(RESTORE, "pod-03")]
+    assert "maxDrainedPercent 25 allows 1 of 4" in str(pl.blocked)
+    s[3] = dataclasses.replace(s[3], drained_by=None, drained_at=None, serving=True, ready=True)
+    assert kinds(plan(p, s, f, None, [], NOW)) == [(DRAIN, "pod-00")]
+
+
+def test_an_interrupted_drain_is_finished_before_its_pod_is_evicted() -> None:
+    # The record landed long ago (the policy sat in DryRun meanwhile) but the pod kept serving:
+    # the drain is finished now, and its sessions get their time before any eviction.
+    p = policy(actions={"drain": {"drainTimeoutSeconds": 60}})
+    s = pods(6)
+    s[0] = dataclasses.replace(s[0], drained_by="p", drained_at=NOW - 600, serving=True)
+    f = findings(p, [0.2] + [0.001] * 5)
+    assert kinds(plan(p, s, f, None, [], NOW)) == [("complete_drain", "pod-00")]
+
+
+def test_an_interrupted_drain_of_a_pod_that_recovered_is_restored_not_finished() -> None:
+    p = policy(detection={"recoveryEvaluations": 3})
+    s = pods(6)
+    s[0] = dataclasses.replace(s[0], drained_by="p", drained_at=NOW - 600, serving=True)
+    f = findings(p, [0.001] * 6, {"pod-00": Track(0, 2, False)})
+    assert kinds(plan(p, s, f, None, [], NOW)) == [(RESTORE, "pod-00")]
+
+
+def test_dry_run_keeps_every_pod_serving_and_honours_a_requested_restore() -> None:
+    p = policy(actions={"mode": "DryRun"}, safety={"maxDrainedPercent": 50})
+    s = pods(6, serving=None)
+    s[5] = dataclasses.replace(
+        s[5], drained_by="p", drained_at=NOW - 30, serving=False, undrain=True
+    )
+    pl = plan(p, s, findings(p, [0.2] + [0.001] * 5), None, [], NOW)
+    # pod-00, which it would drain, is marked serving too: DryRun keeps no pod out of service.
+    marked = {a.pod for a in pl.actions if a.kind == MARK_SERVING}
+    assert marked == {f"pod-{i:02d}" for i in range(5)}
+    assert kinds(pl) == [(RESTORE, "pod-05")]
+    assert [(a.kind, a.pod) for a in pl.would] == [(DRAIN, "pod-00")]
+
+
+def test_a_pod_drained_before_the_selector_changed_is_put_back() -> None:
+    # The selector was edited: pod-09 no longer matches. It left the policy, its budgets and
+    # its restore rules, so the policy puts it back at once (in DryRun too), and the drain
+    # budget counts the selected pods only.
+    for mode in ("Enforce", "DryRun"):
+        p = policy(actions={"mode": mode}, safety={"maxDrainedPercent": 25})
+        s = pods(4)
+        stray = PodState(
+            "pod-09", drained_by="p", drained_at=NOW - 30, serving=False, selected=False
+        )
+        other = PodState("pod-10", drained_by="other", serving=False, selected=False)
+        f = findings(p, [0.3, 0.001, 0.001, 0.001])
+        pl = plan(p, [*s, stray, other], f, None, [], NOW)
+        assert (RESTORE, "pod-09") in kinds(pl)
+        assert "no longer selected" in next(a.reason for a in pl.actions if a.pod == "pod-09")
+        done = kinds(pl) if mode == "Enforce" else [(a.kind, a.pod) for a in pl.would]
+        assert (DRAIN, "pod-00") in done
+        assert not [a for a in [*pl.actions, *pl.would] if a.pod == "pod-10"]

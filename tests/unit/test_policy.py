@@ -137,6 +137,24 @@ def test_expressions_only_selector_needs_series_selector() -> None:
     assert parse_policy(minimal(**spec)).prometheus.series_selector == {"job": "web"}
 
 
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"matchLabels": {"app": "web", "stickyguard.dev/serving": "true"}},
+        {
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "stickyguard.dev/serving", "operator": "Exists"}],
+        },
+    ],
+)
+def test_a_selector_on_the_operators_own_labels_is_rejected(selector: dict[str, Any]) -> None:
+    # With the ServiceLabel method a drain removes stickyguard.dev/serving: the drained pod
+    # would leave the selection, its budget and its restore (3 of 10 drained at 25%).
+    errs = errors_of(minimal(selector=selector))
+    assert [p for p, _ in errs] == ["spec.selector"]
+    assert "must not name stickyguard.dev/serving" in errs[0][1]
+
+
 @pytest.mark.parametrize("dim", ["node", "zone", "version", "replicaset", "example.com/pool"])
 def test_dimensions_accept_builtins_and_label_keys(dim: str) -> None:
     assert parse_policy(minimal(detection={"dimensions": [dim]})).detection.dimensions == (dim,)

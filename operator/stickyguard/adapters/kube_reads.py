@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from kubernetes import client
@@ -58,6 +59,18 @@ def selected_pods(core: client.CoreV1Api, policy: Policy, *, deleting: bool = Fa
         policy.namespace, label_selector=policy.selector.to_label_selector()
     ).items
     return [p for p in pods if deleting or not p.metadata.deletion_timestamp]
+
+
+def strays(core: client.CoreV1Api, policy: Policy, selected: Collection[str]) -> list[Any]:
+    """Pods this policy drained that its selector no longer matches (an edited selector, a
+    relabelled pod): nothing else would ever restore them. One list of the namespace, so the
+    caller asks once per spec generation, and again while some are left."""
+    return [
+        p
+        for p in core.list_namespaced_pod(policy.namespace).items
+        if (p.metadata.annotations or {}).get(DRAINED_BY) == policy.name
+        and p.metadata.name not in selected
+    ]
 
 
 def read_pod_meta(core: client.CoreV1Api, policy: Policy) -> dict[str, PodMeta]:

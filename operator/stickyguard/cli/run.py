@@ -104,7 +104,7 @@ def lease_namespace(flag: str | None, kubeconfig: str | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from stickyguard.adapters.lease import LeaseElector, LeaseSetupError
     from stickyguard.controller import (
-        handlers,  # noqa: F401  (registers the kopf handlers)
+        handlers,  # registers the kopf handlers
         telemetry,
         webhook,
     )
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.gate_port:
         from stickyguard.controller.gate import GateServer
 
-        GateServer(state.published, args.gate_port).start()
+        GateServer(state.published, args.gate_port, lookup=handlers.read_published).start()
     try:
         kopf.run(
             standalone=True,

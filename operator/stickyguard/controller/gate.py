@@ -16,6 +16,10 @@ POST /gate/flagger/confirm-promotion   Flagger `confirm-promotion` webhook: 200 
 GET  /gate/argo/NAMESPACE/NAME         Argo Rollouts web metric: always JSON with `verdict`
                                        (pass|fail|inconclusive|fleet_wide|unknown) and figures.
 GET  /healthz                          readiness of the gate.
+
+A policy not in this replica's cache yet (a replica just started, whose watch has not listed
+it) is read from the API server once for the request (`lookup`), so that no replica answers
+"unknown policy" where another answers its verdict.
 """
 
 from __future__ import annotations
@@ -92,12 +96,37 @@ def gate_answer(
     return (412 if verdict == "fail" else 200), body
 
 
+Lookup = Callable[[str, str], Published | None]
+
+
+def answer(
+    policies: Mapping[PolicyKey, Published],
+    lookup: Lookup | None,
+    namespace: str,
+    name: str,
+    kind: str,
+    now: float,
+) -> tuple[int, dict[str, Any]]:
+    """gate_answer, with a policy missing from the cache read through `lookup` (None: it does
+    not exist; LookupError: it could not be read, answered as unknown)."""
+    if (namespace, name) not in policies and lookup is not None:
+        try:
+            found = lookup(namespace, name)
+        except LookupError as e:
+            body = {"verdict": "unknown", "pass": False, "reason": f"cannot read the policy: {e}"}
+            return (200 if kind == ARGO else 503), body
+        if found is not None:
+            policies = {(namespace, name): found}
+    return gate_answer(policies, namespace, name, kind, now)
+
+
 class GateServer:
     def __init__(
         self,
         policies: Callable[[], Mapping[PolicyKey, Published]],
         port: int,
         addr: str = "0.0.0.0",
+        lookup: Lookup | None = None,
     ) -> None:
         snapshot = policies
 
@@ -113,7 +142,7 @@ class GateServer:
             def do_GET(self) -> None:
                 parts = self.path.split("?", 1)[0].strip("/").split("/")
                 if len(parts) == 4 and parts[:2] == ["gate", "argo"]:
-                    self._reply(*gate_answer(snapshot(), parts[2], parts[3], ARGO, time.time()))
+                    self._reply(*answer(snapshot(), lookup, parts[2], parts[3], ARGO, time.time()))
                 elif parts == ["healthz"]:
                     self._reply(200, {"ok": True})
                 else:
@@ -145,7 +174,7 @@ class GateServer:
                         },
                     )
                     return
-                self._reply(*gate_answer(snapshot(), namespace, name, kinds[route], time.time()))
+                self._reply(*answer(snapshot(), lookup, namespace, name, kinds[route], time.time()))
 
             def log_message(self, *args: Any) -> None:
                 return

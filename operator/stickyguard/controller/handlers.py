@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -28,6 +29,7 @@ from stickyguard.adapters.kube_reads import (
     pod_meta,
     pod_state,
     selected_pods,
+    strays,
 )
 from stickyguard.adapters.kube_writes import Actuator
 from stickyguard.adapters.lease import NotLeader
@@ -38,6 +40,7 @@ from stickyguard.controller.state import OperatorState, Published, state
 from stickyguard.core import cycle
 from stickyguard.core import policy_status as status_mod
 from stickyguard.core.analysis import MetricsSnapshot, PodMeta
+from stickyguard.core.containment import Containment
 from stickyguard.core.names import (
     CORDONED_BY,
     DRAINED_BY,
@@ -50,12 +53,25 @@ from stickyguard.core.names import (
     rfc3339,
 )
 from stickyguard.core.ownership import PolicyRef, claims
-from stickyguard.core.planner import CONTAIN, RESTORE, Action
+from stickyguard.core.planner import (
+    CONTAIN,
+    CORDON,
+    EVICT,
+    ISOLATE,
+    RESTORE,
+    Action,
+    ActionRecord,
+)
 from stickyguard.core.policy import LabelSelector, Policy, PolicyError, parse_policy
 from stickyguard.core.problems import ApiFailureKind, Held, HoldCause
 
 HEARTBEAT_SECONDS = 60.0  # rewrite an unchanged status at most this often
 log = logging.getLogger("stickyguard")
+# One policy's evaluation (its reads, plan and writes) at a time in this process: kopf runs the
+# timers of several policies in its thread pool at once, and policies over the same pods share
+# maxDrainedPercent (drains by any policy count). Two that read before either wrote would each
+# spend the one slot left. Pod writes happen under the lock, so the next policy reads them.
+_EVALUATION = threading.Lock()
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -166,11 +182,17 @@ def _invalid(body: dict[str, Any], patch: kopf.Patch, e: PolicyError, now: float
 
 
 def _snapshots(
-    st: OperatorState, policy: Policy, now: float
-) -> tuple[list[Any], cycle.ClusterSnapshot, MetricsSnapshot | None, str | None]:
-    """Reads: the selected pods (as objects and as the core's snapshot) and the metrics."""
+    st: OperatorState, policy: Policy, now: float, memory: cycle.Memory
+) -> tuple[list[Any], cycle.ClusterSnapshot, MetricsSnapshot | None, str | None, cycle.Memory]:
+    """Reads: the selected pods (as objects and as the core's snapshot, with the pods it drained
+    outside the selection when the spec changed or some were left), and the metrics."""
     core = client.CoreV1Api(st.api)
     pods = selected_pods(core, policy, deleting=True)
+    outside: list[Any] = []
+    if memory.strays_checked != policy.generation:
+        outside = strays(core, policy, {p.metadata.name for p in pods})
+        if not outside:
+            memory = dataclasses.replace(memory, strays_checked=policy.generation)
     zones = st.node_zones()
     meta: dict[str, PodMeta] = {
         p.metadata.name: pod_meta(p, zones) for p in pods if not p.metadata.deletion_timestamp
@@ -186,9 +208,9 @@ def _snapshots(
         if me is not None
         else {}
     )
-    cluster = cycle.ClusterSnapshot(
-        tuple(pod_state(p, policy) for p in pods), meta, cordoned, claimed
-    )
+    states = [pod_state(p, policy) for p in pods]
+    states += [dataclasses.replace(pod_state(p, policy), selected=False) for p in outside]
+    cluster = cycle.ClusterSnapshot(tuple(states), meta, cordoned, claimed)
     url = policy.prometheus.url or st.prometheus_url
     metrics = None
     if url and meta:
@@ -196,7 +218,7 @@ def _snapshots(
             url, policy.prometheus.timeout_seconds, on_query=telemetry.PROMETHEUS_QUERIES.inc
         )
         metrics = reader.snapshot(policy, now, list(meta))
-    return pods, cluster, metrics, url
+    return pods, cluster, metrics, url, memory
 
 
 def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None) -> None:
@@ -215,9 +237,10 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         _invalid(body, patch, e, now)
         return
     key = (policy.namespace, policy.name)
-    pods, cluster, metrics, url = _snapshots(st, policy, now)
+    pods, cluster, metrics, url, memory = _snapshots(
+        st, policy, now, st.memory.get(key, cycle.Memory())
+    )
     guard = None
-    memory = st.memory.get(key, cycle.Memory())
     if policy.workload_ref is not None:
         usable = metrics is not None and cycle.metrics_problem(bool(url), cluster, metrics) is None
         guard = assess_rollout(
@@ -230,6 +253,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
             now,
             memory,
             metrics.window_seconds if metrics is not None else 0.0,
+            {p.contained for p in cluster.pods if p.drained_by == policy.name and p.contained},
         )
         if guard is not None:
             memory = dataclasses.replace(memory, cohort=guard.chart)
@@ -242,7 +266,13 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         now,
         prometheus_configured=bool(url),
         last_times=cycle.last_times_from_status(old),
-        containment=guard.containment if guard is not None else None,
+        containment=(
+            guard.containment
+            if guard is not None
+            else None
+            if policy.workload_ref is None
+            else Containment.unknown()
+        ),
     )
     st.memory[key] = decision.memory
     if policy.actions.deletion_cost and not policy.actions.dry_run and decision.findings:
@@ -256,6 +286,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
             decision.findings,
             dict(decision.sessions),
         )
+    _record_ahead(st, policy, decision, now)
     actuator = Actuator(st.api, fence=st.fence)
     # NotLeader from the fence propagates: the rest of the plan, the status and the Events
     # are dropped, and the next leader starts from what the cluster says.
@@ -309,6 +340,39 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     )
 
 
+# Budgeted actions that leave no record on an object the next cycle reads (an evicted pod is
+# gone): written to status.recentActions before they are done (see _record_ahead).
+_TRACELESS = (EVICT, ISOLATE, CORDON)
+
+
+def _record_ahead(st: OperatorState, policy: Policy, decision: cycle.Decision, now: float) -> None:
+    """Writes the plan's traceless budgeted actions into status.recentActions before doing
+    them. A drain is recorded on its pod, but if the status write after an eviction were lost
+    (the lease lost at a later write, a crash, a failed patch), the next cycle would not count
+    it and could exceed maxActionsPerHour. Recorded ahead, an action that then fails counts
+    until the cycle's own status write replaces the list: the budget errs on the safe side. A
+    failed write here raises: the cycle stops before acting and runs again at the next
+    interval."""
+    ahead = [
+        ActionRecord(now, a.kind, a.pod or a.node)
+        for a in decision.plan.actions
+        if a.kind in _TRACELESS
+    ]
+    if not ahead:
+        return
+    status: dict[str, Any] = {}
+    cycle.record_actions(status, [*decision.history, *ahead], decision.last_times)
+    st.fence()
+    client.CustomObjectsApi(st.api).patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        policy.namespace,
+        PLURAL,
+        policy.name,
+        {"status": {k: status[k] for k in ("recentActions", "lastActions")}},
+    )
+
+
 # Handler ids name kopf's progress annotations, so they must be valid annotation name parts.
 @kopf.timer(GROUP, VERSION, PLURAL, id="evaluate", interval=1.0, initial_delay=0.5, backoff=1.0)
 def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
@@ -319,7 +383,8 @@ def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     if not st.due(key, interval, now):
         return
     try:
-        reconcile(dict(body), patch, now)
+        with _EVALUATION:
+            reconcile(dict(body), patch, time.time())  # the time it starts, after any wait
     except NotLeader as e:
         # The lease ran out mid-cycle: nothing more is written, the status included.
         log.warning("evaluating %s/%s stopped: %s", key[0], key[1], e)
@@ -349,7 +414,8 @@ def _deleted(body: kopf.Body, **_: Any) -> None:
     if not st.acting():
         raise kopf.TemporaryError("not the leader; the leader restores the pods", delay=10)
     try:
-        _restore_all(st, body)
+        with _EVALUATION:
+            _restore_all(st, body)
     except NotLeader as e:
         raise kopf.TemporaryError(f"lost the lease while restoring: {e}", delay=10) from e
 
@@ -407,6 +473,21 @@ def _watched(event: kopf.RawEvent, **_: Any) -> None:
         state().publish(key, None)
         return
     state().publish(key, published(obj))
+
+
+def read_published(namespace: str, name: str) -> Published | None:
+    """One policy read from the API server, as the watch cache would hold it (the gate's lookup
+    for a policy its replica's watch has not delivered yet). None when it does not exist."""
+    api = client.CustomObjectsApi(state().api)
+    try:
+        obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise LookupError(f"API error {e.status} {e.reason}") from e
+    except (OSError, urllib3.exceptions.HTTPError) as e:
+        raise LookupError(_short_error(e)) from e
+    return published(cast(Mapping[str, Any], obj))
 
 
 def published(obj: Mapping[str, Any]) -> Published:

@@ -9,7 +9,7 @@ gate answers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,11 +97,13 @@ def assess_rollout(
     now: float,
     memory: cycle.Memory,
     window_seconds: float,
+    contained: Collection[str] = (),
 ) -> Assessment | None:
     """Reads the guarded Deployment and decides (core.rollout, core.containment): the latched
     verdict, what this Deployment allows (GitOps management) and the action. None when the
     Deployment is missing. `memory`: the policy's, whose cohort chart and fleet overdispersion
-    the judge goes on from."""
+    the judge goes on from; `contained`: the versions its contained pods record (a latch that
+    survives a lost status write)."""
     apps = client.AppsV1Api(st.api)
     ref = policy.workload_ref
     if ref is not None and ref.kind == "Rollout":
@@ -126,7 +128,7 @@ def assess_rollout(
         if usable
         else None
     )
-    guard = remember(guard_memory(old.get("rollout")), w, fresh)
+    guard = remember(guard_memory(old.get("rollout")), w, fresh, contained)
     verdict = latched(w, fresh, guard)
     mode = guard_mode(policy, w.name, w.management)
     action, why = decide(policy, w, verdict, now, guard, mode)

@@ -123,6 +123,12 @@ class Containment:
     active: bool
     reason: str = ""
 
+    @classmethod
+    def unknown(cls) -> Containment:
+        """The guarded workload could not be found: pods contained earlier stay contained (a
+        workloadRef renamed by mistake must not put a failed version back), and nothing new is."""
+        return cls("", False)
+
 
 @dataclass(frozen=True)
 class ContainPod:
@@ -142,7 +148,7 @@ class Budget:
     """The planner's running counts when the containment is planned."""
 
     max_drained: int
-    drained: int  # pods drained now, by any policy, after this cycle's restores
+    drained: int  # pods drained now, by any policy (a restore planned this cycle still counts)
     serving: int  # pods Ready and not drained
     min_ready: int
     actions_left: int  # maxActionsPerHour minus the last hour's budgeted actions
@@ -168,10 +174,13 @@ def plan_containment(
     contained pods of the current version when it no longer is (the policy stopped containing:
     onCanaryDegraded changed). Pods contained for a version that is no longer current are left
     out of service: the rollout is replacing them, and putting a failed version back in front
-    of users while it goes would hurt the users it re-pins."""
+    of users while it goes would hurt the users it re-pins. Without a guard (`c` None: the
+    policy's workloadRef was removed) every pod it contained is put back: nothing else would
+    ever restore or evict them."""
     drained, serving, left = budget.drained, budget.serving, budget.actions_left
     if c is None:
-        return ContainmentPlan((), (), (), drained, serving, left)
+        restore = tuple(p.name for p in pods if p.contained is not None)
+        return ContainmentPlan((), restore, (), drained, serving, left)
     restore = tuple(
         p.name
         for p in pods

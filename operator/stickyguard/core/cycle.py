@@ -9,6 +9,7 @@ writes between `decide` and `settle`, and some may fail.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -60,6 +61,9 @@ class Memory:
 
     tracks: Mapping[str, Track] = field(default_factory=dict)
     cohort: CohortChart | None = None  # the rollout guard's chart of the new version
+    # The policy generation whose selector left no pod it drained outside the selection
+    # (checked again after each edit of the spec and after a restart, see kube_reads.strays).
+    strays_checked: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,14 +115,19 @@ def with_recorded_drains(
 ) -> tuple[ActionRecord, ...]:
     """The history plus the drains recorded on the pods themselves (drained-at) that the
     status does not list: a replica that lost leadership, or a status write that failed,
-    after a drain must not hand the next cycle a budget with that drain missing."""
-    listed = {r.pod for r in history if r.action in (DRAIN, CONTAIN)}
+    after a drain must not hand the next cycle a budget with that drain missing. A record of
+    the same pod counts only if it is as recent as the drain (times are kept to the second): a
+    pod drained, restored and drained again within the hour has two."""
+    latest: dict[str, float] = {}
+    for r in history:
+        if r.action in (DRAIN, CONTAIN):
+            latest[r.pod] = max(latest.get(r.pod, r.time), r.time)
     extra = [
         ActionRecord(p.drained_at, CONTAIN if p.contained is not None else DRAIN, p.name)
         for p in pods
         if p.drained_at is not None
         and now - p.drained_at < HISTORY_SECONDS
-        and p.name not in listed
+        and latest.get(p.name, -math.inf) < p.drained_at - 1.0
     ]
     return (*history, *extra)
 

@@ -14,9 +14,11 @@ Rules, in order:
   pods within the same budgets (before health drains), never evict or health-restore a
   contained pod, put contained pods back when their version is current but no longer contained;
 - with the ReadinessGate method, keep the serving condition True on every pod that should serve
-  (a gated pod is never Ready otherwise: this also happens in DryRun).
+  (a gated pod is never Ready otherwise: this also happens in DryRun);
+- put back a pod it drained that its selector no longer matches (`PodState.selected`): it left
+  the policy, its budgets and its restore rules with the edit.
 Fail static: without usable metrics nothing is drained or evicted. DryRun moves drains,
-evictions and restores to `would` and does none of them.
+evictions and restores to `would` and does none of them, but for restores a person asks for.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class PodState:
     drain_method: str | None = None  # the method it was drained with (restore undoes that)
     version: str = ""  # pod-template-hash
     contained: str | None = None  # the version it was contained for (stickyguard.dev/contained)
+    # False: a pod this policy drained that its selector no longer matches (the selector was
+    # edited); the policy only puts it back.
+    selected: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,8 @@ def plan(
     last_times = last_times or {}
     claimed = claimed or {}
     safety, drain_spec = policy.safety, policy.actions.drain
-    live = [p for p in pods if not p.deleting]
+    live = [p for p in pods if not p.deleting and p.selected]
+    strays = [p for p in pods if not p.deleting and not p.selected and p.drained_by == policy.name]
     mine = [p for p in live if p.drained_by == policy.name]
     members = [p for p in live if p.isolated_at is None]  # isolated pods left the workload
     actions: list[Action] = []
@@ -191,10 +197,22 @@ def plan(
     recent = [r for r in history if now - r.time < _HOUR and r.action in BUDGETED]
     budget_left = safety.max_actions_per_hour - len(recent)
     usable = findings is not None and metrics_problem is None
+    tracks = findings.tracks if findings else {}
 
-    # 0. finish drains that were recorded but did not take the pod out of service
+    def recovered(p: PodState) -> bool:
+        return (
+            p.contained is None  # a contained version has no traffic to recover on
+            and usable
+            and p.name in tracks
+            and not tracks[p.name].degraded
+            and tracks[p.name].passes >= policy.detection.recovery_evaluations
+        )
+
+    # 0. finish drains that were recorded but did not take the pod out of service (unless it
+    # has recovered since: it is then restored, not drained and put back in one plan)
+    completing: set[str] = set()
     for p in mine:
-        if p.serving is not False and not p.undrain and p.isolated_at is None:
+        if p.serving is not False and not p.undrain and p.isolated_at is None and not recovered(p):
             actions.append(
                 Action(
                     COMPLETE_DRAIN,
@@ -203,10 +221,16 @@ def plan(
                     p.node,
                 )
             )
+            completing.add(p.name)
 
-    # 1. restores
+    # 1. restores (those a person asks for also happen in DryRun and without usable metrics:
+    # they undo an earlier action, on request)
     restoring: set[str] = set()
-    tracks = findings.tracks if findings else {}
+    requested: set[str] = set()
+    for p in strays:
+        if p.isolated_at is None:  # an isolated pod has left its workload: kept for forensics
+            actions.append(Action(RESTORE, p.name, "no longer selected by spec.selector", p.node))
+            requested.add(p.name)  # the policy's owner moved it out: done in DryRun too
     for p in mine:
         if p.isolated_at is not None:
             continue  # it has left its ReplicaSet: it is only deleted, after its TTL
@@ -215,13 +239,8 @@ def plan(
                 Action(RESTORE, p.name, "requested with stickyguard.dev/undrain", p.node)
             )
             restoring.add(p.name)
-        elif (
-            p.contained is None  # a contained version has no traffic to recover on
-            and usable
-            and p.name in tracks
-            and not tracks[p.name].degraded
-            and tracks[p.name].passes >= policy.detection.recovery_evaluations
-        ):
+            requested.add(p.name)
+        elif recovered(p):
             actions.append(
                 Action(
                     RESTORE,
@@ -250,6 +269,8 @@ def plan(
             continue
         if p.name in restoring or not (drain_spec.evict or isolate.enabled):
             continue
+        if p.name in completing:
+            continue  # it served until now: its sessions get their time to move first
         if p.contained is not None:
             continue  # evicting it would only bring a new pod of the contained version
         active = sessions.get(p.name)
@@ -282,8 +303,10 @@ def plan(
 
     # 3a. containment of a failed version (the rollout guard), within the same budgets
     max_drained = math.floor(len(members) * safety.max_drained_percent / 100)
-    # Drains by any policy count: two policies over the same pods share one budget.
-    drained_count = sum(1 for p in members if p.drained_by is not None) - len(restoring)
+    # Drains by any policy count: two policies over the same pods share one budget. A pod this
+    # cycle restores still counts: its restore may fail while the drain after it succeeds, so
+    # the slot it frees is taken at the next cycle, once the restore has happened.
+    drained_count = sum(1 for p in members if p.drained_by is not None)
     serving = sum(1 for p in live if p.ready and p.drained_by is None)
     contained = plan_containment(
         containment,
@@ -322,7 +345,7 @@ def plan(
     for name in contained.drain:
         actions.append(Action(CONTAIN, name, why, node_of_pod[name], version))
     blocked.extend(contained.held)
-    drained_count = contained.drained - len(contained.restore)
+    drained_count = contained.drained
     serving, budget_left = contained.serving, contained.actions_left
     containing = set(contained.drain)
 
@@ -451,10 +474,12 @@ def plan(
     # 5. the serving condition of gated pods
     marks = []
     if method_named(drain_spec.method).marks_new_pods:
-        # In DryRun a contained version's new pods are marked like any other: DryRun must not
-        # hold a rollout back.
-        drained_now = {a.pod for a in actions if a.kind == DRAIN} | (
-            set() if policy.actions.dry_run else containing
+        # In DryRun every pod is marked, those it would drain or contain too: DryRun must not
+        # hold a rollout back nor keep a pod out of service.
+        drained_now = (
+            set()
+            if policy.actions.dry_run
+            else {a.pod for a in actions if a.kind == DRAIN} | containing
         )
         for p in live:
             if (
@@ -469,7 +494,9 @@ def plan(
                 pass  # the restore sets the condition itself
 
     if policy.actions.dry_run:
-        return Plan(tuple(marks), tuple(actions), tuple(blocked))
+        asked = [a for a in actions if a.kind == RESTORE and a.pod in requested]
+        would = [a for a in actions if a not in asked]
+        return Plan(tuple(marks + asked), tuple(would), tuple(blocked))
     return Plan(tuple(marks + actions), (), tuple(blocked))
 
 

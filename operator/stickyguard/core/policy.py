@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from stickyguard.core import promql
 from stickyguard.core.drain_methods import METHODS
+from stickyguard.core.names import GROUP
 from stickyguard.core.presets import PRESETS as SIGNAL_PRESETS
 
 T = TypeVar("T")
@@ -428,6 +429,19 @@ def _selector(r: _Reader) -> LabelSelector:
                 "would select every pod in the namespace)",
             )
         )
+    for key in sorted({*labels, *(q.key for q in reqs)}):
+        if key.startswith(f"{GROUP}/"):
+            # The operator writes these labels (the ServiceLabel method removes
+            # stickyguard.dev/serving to drain): a drained pod would leave the selection,
+            # and with it every budget and the restore.
+            r.errors.append(
+                (
+                    r.path,
+                    f"must not name {key}: stickyguard changes its own labels on the pods "
+                    "it drains, which would take them out of the policy (select on the app's "
+                    "labels, as the Deployment's selector does)",
+                )
+            )
     return LabelSelector(labels, tuple(reqs))
 
 

@@ -102,7 +102,7 @@ def build_status(
     ts = rfc3339(now)
     prev_conditions = {c["type"]: c for c in previous.get("conditions") or []}
     gen = policy.generation
-    live = [p for p in pods if not p.deleting]
+    live = [p for p in pods if not p.deleting and p.selected]  # strays are only put back
     # Pods this cycle drained/restored/evicted are shown as they will be after the plan.
     changed = {a.pod: a.kind for a in plan.actions}
     drained = []

@@ -14,7 +14,7 @@ share of pods) are reported with the verdict.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -322,11 +322,17 @@ def guard_memory(section: Mapping[str, Any] | None) -> GuardMemory:
     )
 
 
-def remember(memory: GuardMemory, w: Workload, v: Verdict | None) -> GuardMemory:
+def remember(
+    memory: GuardMemory,
+    w: Workload,
+    v: Verdict | None,
+    contained: Collection[str] = (),
+) -> GuardMemory:
     """Latch a failing version; record a completed, never-failed one as known good. Only a
     verdict that compared the new version with another one latches: a lone cohort judged
     against the absolute threshold (a degraded fleet, no rollout) blames no version. Our own
-    pause of this revision (outside a hold) latches too, whatever status says."""
+    pause of this revision (outside a hold) latches too, whatever status says, and so does our
+    containment of it: `contained` are the versions the policy's contained pods record."""
     failed, good = memory.failed, memory.known_good
     compared = v is not None and v.old.pods > 0
     # Our pause annotation on this revision (not a hold's) is the latch written with the action
@@ -338,7 +344,15 @@ def remember(memory: GuardMemory, w: Workload, v: Verdict | None) -> GuardMemory
         and (w.hold_started is None or w.hold_done)
     )
     judged_failed = compared and v is not None and v.verdict == FAIL
-    if (judged_failed or paused_as_failed) and w.new_hash and w.new_hash not in failed:
+    # The pods' contained annotation is written with the containment itself: after a lost
+    # status write, its drained pods carry no traffic and a fresh verdict would be
+    # inconclusive, which would put the failed version back in front of users.
+    contained_as_failed = w.new_hash in contained
+    if (
+        (judged_failed or paused_as_failed or contained_as_failed)
+        and w.new_hash
+        and w.new_hash not in failed
+    ):
         failed = (w.new_hash, *failed)[:MEMORY_LIMIT]
     good = tuple(h for h in good if h not in failed)
     if w.complete and w.new_hash and w.new_hash not in failed and w.new_hash not in good:
