@@ -414,3 +414,34 @@ def test_the_window_bounds_the_floor_from_above() -> None:
     # With no bad event and clusters of about 5, a 0.5% fleet of 3,600 events is not.
     assert sequential.upper_ratio(0.0, 3600.0, 5.0) > 0.006
     assert sequential.upper_ratio(0.0, 0.0, 1.0) == 1.0
+
+
+# --- low traffic ---------------------------------------------------------------------------------
+def _found_at(counts: Counts, seeds: range) -> float:
+    """Median time a 5% pod-00 is first offered for draining (no healthy pod ever is)."""
+    times = []
+    for seed in seeds:
+        found = math.inf
+        for now, offered in evaluations(counts, pods=12, steps=int(7200 / INTERVAL), seed=seed):
+            assert set(offered) <= {"pod-00"}, offered
+            if offered:
+                found = now
+                break
+        times.append(found)
+    return statistics.median(times)
+
+
+def test_at_low_traffic_every_bad_answer_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 0.3 req/s an interval holds 4.5 events, and the cap on bad arrivals (what the most
+    severe chart expects: 0.68 of an event) counted each bad answer of a faulty pod as a
+    fraction of one; a cap of at least one event finds it in about two thirds of the time."""
+    slow = pod_at(healthy(0.3, 0.005), pod=0, ratio=0.05)
+    seeds = range(1, 11)
+    now = _found_at(slow, seeds)
+    monkeypatch.setattr(
+        sequential,
+        "arrived_bad",
+        lambda jumps, plausible: max(0.0, min(jumps[-1], plausible)) if jumps else 0.0,
+    )
+    before = _found_at(slow, seeds)
+    assert now <= 1500 and before >= 1800, (now, before)
