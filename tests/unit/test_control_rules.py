@@ -13,7 +13,7 @@ from kubernetes.client.rest import ApiException
 
 from planner_fixtures import NOW, findings, plan_for, pods, policy
 from stickyguard.adapters.lease import LeaseElector, NotLeader, Observation
-from stickyguard.controller.gate import ARGO, PROMOTION, ROLLOUT, answer, gate_answer
+from stickyguard.controller.gate import ARGO, PROMOTION, ROLLOUT, answer, gate_answer, limited
 from stickyguard.controller.state import Published
 from stickyguard.core import cycle
 from stickyguard.core.names import rfc3339
@@ -162,6 +162,22 @@ def test_a_replica_whose_watch_has_not_listed_a_policy_answers_as_the_others() -
     assert status == 200 and body["pass"] is False
     # The cache answers when it has the policy: no read.
     assert answer(synced, down, "ns", "web", ROLLOUT, NOW)[0] == 412
+
+
+def test_the_gates_lookups_are_limited() -> None:
+    # The gate needs no credentials and each lookup is a request with the operator's identity:
+    # malformed names are never looked up, and a miss is remembered for a few seconds.
+    asked: list[tuple[str, str]] = []
+
+    def lookup(namespace: str, name: str) -> Published | None:
+        asked.append((namespace, name))
+        return entry("pass") if name == "web" else None
+
+    look = limited(lookup)
+    assert look("ns", "nope") is None and look("ns", "nope") is None
+    assert look("NS", "x") is None and look("ns", "a/b") is None and look("ns", "") is None
+    assert look("ns", "web") is not None and look("ns", "web") is not None
+    assert asked == [("ns", "nope"), ("ns", "web"), ("ns", "web")]
 
 
 # --- verdict latch and rollback target ------------------------------------------------------

@@ -451,8 +451,15 @@ def test_a_pod_drained_before_the_selector_changed_is_put_back() -> None:
             "pod-09", drained_by="p", drained_at=NOW - 30, serving=False, selected=False
         )
         other = PodState("pod-10", drained_by="other", serving=False, selected=False)
+        # A contained stray is of a failed version: it waits for a person's undrain.
+        failed = PodState(
+            "pod-11", drained_by="p", serving=False, selected=False, contained="h2", version="h2"
+        )
         f = findings(p, [0.3, 0.001, 0.001, 0.001])
-        pl = plan(p, [*s, stray, other], f, None, [], NOW)
+        pl = plan(p, [*s, stray, other, failed], f, None, [], NOW)
+        assert not [a for a in [*pl.actions, *pl.would] if a.pod == "pod-11"]
+        asked = dataclasses.replace(failed, undrain=True)
+        assert (RESTORE, "pod-11") in kinds(plan(p, [*s, asked], f, None, [], NOW))
         assert (RESTORE, "pod-09") in kinds(pl)
         assert "no longer selected" in next(a.reason for a in pl.actions if a.pod == "pod-09")
         done = kinds(pl) if mode == "Enforce" else [(a.kind, a.pod) for a in pl.would]

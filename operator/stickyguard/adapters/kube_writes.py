@@ -35,6 +35,7 @@ from stickyguard.core.names import (
     ISOLATED_AT,
     POD_TEMPLATE_HASH,
     UNDRAIN,
+    rfc3339,
 )
 from stickyguard.core.planner import (
     COMPLETE_DRAIN,
@@ -84,10 +85,21 @@ def _conditions(pod: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 class Actuator:
-    def __init__(self, api: client.ApiClient, fence: Callable[[], None] = _no_fence) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        fence: Callable[[], None] = _no_fence,
+        now: float | None = None,
+    ) -> None:
+        """`now`: the time of the cycle whose plan it carries out, recorded as a drain's
+        drained-at (the time status.recentActions gives the drain); the clock without it."""
         self.api = api
         self.core = client.CoreV1Api(api)
         self.fence = fence
+        self.now = now
+
+    def _stamp(self) -> str:
+        return rfc3339(self.now) if self.now is not None else _now()
 
     def _pod(self, ns: str, pod: str) -> dict[str, Any]:
         obj: dict[str, Any] = self.api.sanitize_for_serialization(
@@ -165,7 +177,7 @@ class Actuator:
         method = method_named(policy.actions.drain.method)
         record = {
             DRAINED_BY: policy.name,
-            DRAINED_AT: _now(),
+            DRAINED_AT: self._stamp(),
             DRAIN_REASON: a.reason[:500],
             DRAIN_METHOD: method.name,
         }
@@ -178,7 +190,7 @@ class Actuator:
         method = method_named(policy.actions.drain.method)
         record = {
             DRAINED_BY: policy.name,
-            DRAINED_AT: _now(),
+            DRAINED_AT: self._stamp(),
             DRAIN_REASON: a.reason[:500],
             DRAIN_METHOD: method.name,
             CONTAINED: a.version,

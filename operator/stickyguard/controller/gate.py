@@ -25,6 +25,8 @@ it) is read from the API server once for the request (`lookup`), so that no repl
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -97,6 +99,35 @@ def gate_answer(
 
 
 Lookup = Callable[[str, str], Published | None]
+# A name the API server said does not exist is not asked for again this long: the gate needs no
+# credentials, and each lookup is a request made with the operator's own identity.
+MISS_SECONDS = 5.0
+_MISSES_KEPT = 1000
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def limited(lookup: Lookup) -> Lookup:
+    """`lookup` for well-formed names only (DNS-1123), with misses remembered for
+    MISS_SECONDS."""
+    misses: dict[PolicyKey, float] = {}
+    guard = threading.Lock()
+
+    def look(namespace: str, name: str) -> Published | None:
+        if not (_NAME.fullmatch(namespace) and _NAME.fullmatch(name)):
+            return None
+        key, now = (namespace, name), time.monotonic()
+        with guard:
+            if misses.get(key, -math.inf) > now:
+                return None
+        found = lookup(namespace, name)
+        if found is None:
+            with guard:
+                if len(misses) >= _MISSES_KEPT:
+                    misses.clear()
+                misses[key] = now + MISS_SECONDS
+        return found
+
+    return look
 
 
 def answer(
@@ -129,6 +160,7 @@ class GateServer:
         lookup: Lookup | None = None,
     ) -> None:
         snapshot = policies
+        lookup = limited(lookup) if lookup is not None else None
 
         class Handler(BaseHTTPRequestHandler):
             def _reply(self, status: int, body: dict[str, Any]) -> None:

@@ -40,7 +40,6 @@ from stickyguard.controller.state import OperatorState, Published, state
 from stickyguard.core import cycle
 from stickyguard.core import policy_status as status_mod
 from stickyguard.core.analysis import MetricsSnapshot, PodMeta
-from stickyguard.core.containment import Containment
 from stickyguard.core.names import (
     CORDONED_BY,
     DRAINED_BY,
@@ -66,12 +65,21 @@ from stickyguard.core.policy import LabelSelector, Policy, PolicyError, parse_po
 from stickyguard.core.problems import ApiFailureKind, Held, HoldCause
 
 HEARTBEAT_SECONDS = 60.0  # rewrite an unchanged status at most this often
+STRAYS_RELIST_SECONDS = 60.0  # while pods it drained are left outside the selection
 log = logging.getLogger("stickyguard")
-# One policy's evaluation (its reads, plan and writes) at a time in this process: kopf runs the
-# timers of several policies in its thread pool at once, and policies over the same pods share
-# maxDrainedPercent (drains by any policy count). Two that read before either wrote would each
-# spend the one slot left. Pod writes happen under the lock, so the next policy reads them.
-_EVALUATION = threading.Lock()
+# One evaluation (reads, plan and writes) at a time per namespace in this process: kopf runs the
+# timers of several policies in its thread pool at once, and policies over the same pods (of
+# one namespace) share maxDrainedPercent: two that read before either wrote would each spend the
+# one slot left. Pod writes happen under the lock, so the next policy reads them. A timer that
+# finds its namespace busy does not wait (it would hold one of kopf's threads, and a policy
+# whose Prometheus hangs would stall the rest): it tries again at the next 1 s tick.
+_NAMESPACES: dict[str, threading.Lock] = {}
+_NAMESPACES_LOCK = threading.Lock()
+
+
+def _namespace_lock(namespace: str) -> threading.Lock:
+    with _NAMESPACES_LOCK:
+        return _NAMESPACES.setdefault(namespace, threading.Lock())
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -189,10 +197,16 @@ def _snapshots(
     core = client.CoreV1Api(st.api)
     pods = selected_pods(core, policy, deleting=True)
     outside: list[Any] = []
-    if memory.strays_checked != policy.generation:
+    listed = memory.strays_listed
+    if (
+        listed is None
+        or listed[0] != policy.generation
+        or (memory.strays_left and now - listed[1] >= STRAYS_RELIST_SECONDS)
+    ):
         outside = strays(core, policy, {p.metadata.name for p in pods})
-        if not outside:
-            memory = dataclasses.replace(memory, strays_checked=policy.generation)
+        memory = dataclasses.replace(
+            memory, strays_listed=(policy.generation, now), strays_left=bool(outside)
+        )
     zones = st.node_zones()
     meta: dict[str, PodMeta] = {
         p.metadata.name: pod_meta(p, zones) for p in pods if not p.metadata.deletion_timestamp
@@ -266,13 +280,7 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
         now,
         prometheus_configured=bool(url),
         last_times=cycle.last_times_from_status(old),
-        containment=(
-            guard.containment
-            if guard is not None
-            else None
-            if policy.workload_ref is None
-            else Containment.unknown()
-        ),
+        containment=guard.containment if guard is not None else None,
     )
     st.memory[key] = decision.memory
     if policy.actions.deletion_cost and not policy.actions.dry_run and decision.findings:
@@ -286,8 +294,10 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
             decision.findings,
             dict(decision.sessions),
         )
-    _record_ahead(st, policy, decision, now)
-    actuator = Actuator(st.api, fence=st.fence)
+    recorded_ahead = _record_ahead(st, policy, decision, now)
+    # Drain records carry the cycle's time, as status.recentActions does, so a drain read back
+    # from its pod (cycle.with_recorded_drains) is the same record, not a second one.
+    actuator = Actuator(st.api, fence=st.fence, now=now)
     # NotLeader from the fence propagates: the rest of the plan, the status and the Events
     # are dropped, and the next leader starts from what the cluster says.
     outcomes = [actuator.apply(policy, a) for a in decision.plan.actions]
@@ -320,7 +330,10 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
     # every replica's gate knows the verdict is current.
     heartbeat = 0.0 if policy.workload_ref is not None else HEARTBEAT_SECONDS
     stale = now - (parse_rfc3339(old.get("lastEvaluationTime")) or 0) > heartbeat
-    if status_mod.meaningful(old) != status_mod.meaningful(new) or stale:
+    # After a write ahead the status must be written too: the list written ahead holds records
+    # of actions that may have failed (a PodDisruptionBudget refused the eviction), which this
+    # cycle's list replaces; left there, they would pile up to maxActionsPerHour.
+    if status_mod.meaningful(old) != status_mod.meaningful(new) or stale or recorded_ahead:
         # kopf applies the patch right after we return; the fence is checked here, last.
         st.fence()
         _write_status(patch, old, new)
@@ -345,21 +358,21 @@ def reconcile(body: dict[str, Any], patch: kopf.Patch, now: float | None = None)
 _TRACELESS = (EVICT, ISOLATE, CORDON)
 
 
-def _record_ahead(st: OperatorState, policy: Policy, decision: cycle.Decision, now: float) -> None:
+def _record_ahead(st: OperatorState, policy: Policy, decision: cycle.Decision, now: float) -> bool:
     """Writes the plan's traceless budgeted actions into status.recentActions before doing
     them. A drain is recorded on its pod, but if the status write after an eviction were lost
     (the lease lost at a later write, a crash, a failed patch), the next cycle would not count
     it and could exceed maxActionsPerHour. Recorded ahead, an action that then fails counts
     until the cycle's own status write replaces the list: the budget errs on the safe side. A
     failed write here raises: the cycle stops before acting and runs again at the next
-    interval."""
+    interval. Returns whether it wrote."""
     ahead = [
         ActionRecord(now, a.kind, a.pod or a.node)
         for a in decision.plan.actions
         if a.kind in _TRACELESS
     ]
     if not ahead:
-        return
+        return False
     status: dict[str, Any] = {}
     cycle.record_actions(status, [*decision.history, *ahead], decision.last_times)
     st.fence()
@@ -371,6 +384,7 @@ def _record_ahead(st: OperatorState, policy: Policy, decision: cycle.Decision, n
         policy.name,
         {"status": {k: status[k] for k in ("recentActions", "lastActions")}},
     )
+    return True
 
 
 # Handler ids name kopf's progress annotations, so they must be valid annotation name parts.
@@ -379,12 +393,14 @@ def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     st = state()
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     interval = float(((body.get("spec") or {}).get("detection") or {}).get("intervalSeconds") or 15)
-    now = time.time()
-    if not st.due(key, interval, now):
-        return
+    if body["metadata"].get("deletionTimestamp"):
+        return  # being deleted: the delete handler restores its pods; nothing new is planned
+    lock = _namespace_lock(key[0])
+    if not lock.acquire(blocking=False):
+        return  # another policy of the namespace is being evaluated: the next tick
     try:
-        with _EVALUATION:
-            reconcile(dict(body), patch, time.time())  # the time it starts, after any wait
+        if st.due(key, interval, time.time()):
+            reconcile(dict(body), patch, time.time())
     except NotLeader as e:
         # The lease ran out mid-cycle: nothing more is written, the status included.
         log.warning("evaluating %s/%s stopped: %s", key[0], key[1], e)
@@ -396,6 +412,8 @@ def _timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         log.warning("evaluating %s/%s: %s", key[0], key[1], _short_error(e))
         telemetry.EVALUATIONS.labels(key[0], key[1], "error").inc()
         patch.clear()
+    finally:
+        lock.release()
 
 
 def _short_error(e: Exception) -> str:
@@ -414,7 +432,7 @@ def _deleted(body: kopf.Body, **_: Any) -> None:
     if not st.acting():
         raise kopf.TemporaryError("not the leader; the leader restores the pods", delay=10)
     try:
-        with _EVALUATION:
+        with _namespace_lock(body["metadata"]["namespace"]):
             _restore_all(st, body)
     except NotLeader as e:
         raise kopf.TemporaryError(f"lost the lease while restoring: {e}", delay=10) from e
@@ -480,7 +498,9 @@ def read_published(namespace: str, name: str) -> Published | None:
     for a policy its replica's watch has not delivered yet). None when it does not exist."""
     api = client.CustomObjectsApi(state().api)
     try:
-        obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        obj = api.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=(2, 5)
+        )
     except ApiException as e:
         if e.status == 404:
             return None

@@ -123,12 +123,6 @@ class Containment:
     active: bool
     reason: str = ""
 
-    @classmethod
-    def unknown(cls) -> Containment:
-        """The guarded workload could not be found: pods contained earlier stay contained (a
-        workloadRef renamed by mistake must not put a failed version back), and nothing new is."""
-        return cls("", False)
-
 
 @dataclass(frozen=True)
 class ContainPod:
@@ -174,13 +168,13 @@ def plan_containment(
     contained pods of the current version when it no longer is (the policy stopped containing:
     onCanaryDegraded changed). Pods contained for a version that is no longer current are left
     out of service: the rollout is replacing them, and putting a failed version back in front
-    of users while it goes would hurt the users it re-pins. Without a guard (`c` None: the
-    policy's workloadRef was removed) every pod it contained is put back: nothing else would
-    ever restore or evict them."""
+    of users while it goes would hurt the users it re-pins. Without a guard (`c` None: no
+    workloadRef, or the workload is not found) contained pods stay as they are: a failed
+    version is not put back without the guard's say (a person's stickyguard.dev/undrain, or
+    deleting the policy, puts them back)."""
     drained, serving, left = budget.drained, budget.serving, budget.actions_left
     if c is None:
-        restore = tuple(p.name for p in pods if p.contained is not None)
-        return ContainmentPlan((), restore, (), drained, serving, left)
+        return ContainmentPlan((), (), (), drained, serving, left)
     restore = tuple(
         p.name
         for p in pods

@@ -61,9 +61,11 @@ class Memory:
 
     tracks: Mapping[str, Track] = field(default_factory=dict)
     cohort: CohortChart | None = None  # the rollout guard's chart of the new version
-    # The policy generation whose selector left no pod it drained outside the selection
-    # (checked again after each edit of the spec and after a restart, see kube_reads.strays).
-    strays_checked: int | None = None
+    # When the namespace was last listed for pods the policy drained outside its selection
+    # (kube_reads.strays): (spec generation, time), and whether some were found. Listed again
+    # after each edit of the spec, after a restart, and once a minute while some are left.
+    strays_listed: tuple[int, float] | None = None
+    strays_left: bool = False
 
 
 @dataclass(frozen=True)

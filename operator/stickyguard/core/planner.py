@@ -228,7 +228,9 @@ def plan(
     restoring: set[str] = set()
     requested: set[str] = set()
     for p in strays:
-        if p.isolated_at is None:  # an isolated pod has left its workload: kept for forensics
+        # An isolated pod has left its workload (kept for forensics); a contained one is of a
+        # version judged failing, which only a person puts back (stickyguard.dev/undrain).
+        if p.isolated_at is None and (p.contained is None or p.undrain):
             actions.append(Action(RESTORE, p.name, "no longer selected by spec.selector", p.node))
             requested.add(p.name)  # the policy's owner moved it out: done in DryRun too
     for p in mine:
