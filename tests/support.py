@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from stickyguard.core.names import SERVING
+from stickyguard.core.names import DRAINED_BY, SERVING
 
 T = TypeVar("T")
 
@@ -32,6 +32,21 @@ def wait_for(
         time.sleep(interval)
     extra = f"\n{detail()}" if detail else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}{extra}")
+
+
+def wait_record_cleared(
+    core: Any, namespace: str, pod: str, detail: Callable[[], object] | None = None
+) -> None:
+    """Waits until `pod` carries no drain record: a restore clears it last, after the pod
+    serves again."""
+    wait_for(
+        lambda: (
+            DRAINED_BY not in (core.read_namespaced_pod(pod, namespace).metadata.annotations or {})
+        ),
+        timeout=15,
+        what=f"{pod}: drain record cleared",
+        detail=detail,
+    )
 
 
 def gated_deployment(

@@ -36,7 +36,7 @@ from stickyguard_lab.controlplane import write_kubeconfig
 from stickyguard_lab.faultproxy import FaultProxy
 from stickyguard_lab.operatorproc import OperatorProcess, service_account_kubeconfig
 from stickyguard_lab.procs import Supervisor, free_port
-from support import wait_for
+from support import wait_for, wait_record_cleared
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 LEASE = ("stickyguard-leader", "stickyguard-system")
@@ -375,15 +375,7 @@ def test_deleting_a_policy_restores_by_the_recorded_method(
     wait_for(lambda: pods[0] in fleet.ready(), timeout=60, what="Ready again", detail=operator.log)
     assert gate(core.read_namespaced_pod(pods[0], namespace)) == "True"
     # The drain record is cleared after the gate turns True (the restore's last write).
-    wait_for(
-        lambda: (
-            DRAINED_BY
-            not in (core.read_namespaced_pod(pods[0], namespace).metadata.annotations or {})
-        ),
-        timeout=15,
-        what="drain record cleared",
-        detail=operator.log,
-    )
+    wait_record_cleared(core, namespace, pods[0], operator.log)
 
 
 def test_deleting_a_policy_leaves_isolated_pods_isolated(

@@ -38,7 +38,7 @@ from stickyguard_lab.operatorproc import (
 )
 from stickyguard_lab.procs import Supervisor
 from stickyguard_lab.prom import start_prometheus
-from support import gated_deployment, service, wait_for
+from support import gated_deployment, service, wait_for, wait_record_cleared
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crd_installed")]
 
@@ -321,15 +321,7 @@ def test_a_drained_pod_the_edited_selector_leaves_out_is_put_back(
         },
     )
     story.then_serving(pods[0])
-    wait_for(
-        lambda: (
-            DRAINED_BY
-            not in (core.read_namespaced_pod(pods[0], namespace).metadata.annotations or {})
-        ),
-        timeout=15,
-        what="drain record cleared",
-        detail=story.operator.log,
-    )
+    wait_record_cleared(core, namespace, pods[0], story.operator.log)
 
 
 def test_operator_killed_between_drain_and_evict_carries_on(
